@@ -1,0 +1,255 @@
+// Package spec describes the production images once, as data. Two translators
+// turn the same description into a BuildKit LLB graph (ci/llbgraph) and into
+// Dagger container calls (ci/daggerbuild), so the images built in our CI and
+// the ones users build with `dagger call build` cannot drift apart.
+package spec
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Profile selects where base images and packages come from. The stages,
+// users, ports and checks are identical in both.
+type Profile string
+
+const (
+	// Upstream uses public registry images, uv and npm: what users run.
+	Upstream Profile = "upstream"
+	// Offline uses base images made locally from Debian packages
+	// (scripts/make-base-images.sh) and package sources reachable without
+	// a container registry or PyPI: what air-gapped users and our CI run.
+	Offline Profile = "offline"
+)
+
+// ParseProfile turns a user-supplied name into a Profile.
+func ParseProfile(s string) (Profile, error) {
+	switch Profile(s) {
+	case Upstream, Offline:
+		return Profile(s), nil
+	case "":
+		return Upstream, nil
+	}
+	return "", fmt.Errorf("unknown profile %q: use %q (public images, uv, npm) or %q (local Debian-made base images)", s, Upstream, Offline)
+}
+
+// BaseKind names the role a base image plays; each profile maps it to a
+// concrete reference.
+type BaseKind string
+
+const (
+	BasePython   BaseKind = "python"
+	BaseNode     BaseKind = "node"
+	BaseNginx    BaseKind = "nginx"
+	BasePostgres BaseKind = "postgres"
+)
+
+// BaseKinds lists every base a full pipeline run needs.
+var BaseKinds = []BaseKind{BasePython, BaseNode, BaseNginx, BasePostgres}
+
+// Source is where a base image comes from. For the upstream profile Ref is
+// a registry reference; for the offline profile it is the name of an OCI
+// layout under the base-image cache (scripts/make-base-images.sh).
+type Source struct {
+	Kind BaseKind
+	Ref  string
+	// Layout is true when Ref names a local OCI layout rather than a
+	// registry image.
+	Layout bool
+}
+
+// Bases returns the base image of every kind for a profile.
+func Bases(p Profile) map[BaseKind]Source {
+	if p == Offline {
+		m := map[BaseKind]Source{}
+		for _, k := range BaseKinds {
+			m[k] = Source{Kind: k, Ref: string(k), Layout: true}
+		}
+		return m
+	}
+	return map[BaseKind]Source{
+		BasePython: {Kind: BasePython, Ref: "docker.io/library/python:3.11-slim"},
+		BaseNode:   {Kind: BaseNode, Ref: "docker.io/library/node:20-alpine"},
+		BaseNginx:  {Kind: BaseNginx, Ref: "docker.io/library/nginx:1.26-alpine"},
+		// The seed names postgres:14-alpine; 14 reaches end of life in
+		// November 2026, so the ephemeral test database uses 16.
+		BasePostgres: {Kind: BasePostgres, Ref: "docker.io/library/postgres:16-alpine"},
+	}
+}
+
+// UVImage provides the uv binary for the upstream backend builder, copied
+// in the way uv's own documentation recommends.
+const UVImage = "ghcr.io/astral-sh/uv:0.9.9"
+
+// Op is one step of a stage. The concrete types below are the whole
+// vocabulary both translators must understand.
+type Op interface{ op() }
+
+// Run executes a command in the stage's filesystem.
+type Run struct {
+	Args []string
+	Env  []KV
+	Dir  string
+	// Caches are persistent cache mounts (package manager caches). They
+	// never end up in an image layer.
+	Caches []Cache
+	// HostCA mounts the host's CA bundle read-only at HostCAPath for this
+	// step only (the offline profile behind a TLS-re-signing proxy). It is
+	// a secret mount, never a layer.
+	HostCA bool
+}
+
+// HostCAPath is where Run.HostCA mounts the bundle.
+const HostCAPath = "/run/secrets/host-ca.crt"
+
+// Cache is a persistent cache mount.
+type Cache struct {
+	ID     string // stable across builds and machines' runs
+	Path   string
+	Locked bool // exclusive use (apt's lock files do not tolerate sharing)
+}
+
+// CopySrc copies from the repository source. From is relative to the
+// repository root; a trailing slash is not significant.
+type CopySrc struct {
+	From    string
+	To      string
+	Owner   string // "uid:gid", empty means root
+	Dir     bool   // From is a directory whose contents go into To
+	Exclude []string
+}
+
+// CopyStage copies a path out of an earlier stage of the same image.
+type CopyStage struct {
+	Stage string
+	From  string
+	To    string
+	Owner string
+}
+
+// CopyImage copies a path out of another image (e.g. the uv binary).
+type CopyImage struct {
+	Ref  string
+	From string
+	To   string
+}
+
+// Env sets a variable for later steps of the stage.
+type Env struct{ KV }
+
+// Workdir sets the working directory for later steps.
+type Workdir struct{ Path string }
+
+func (Run) op()       {}
+func (CopySrc) op()   {}
+func (CopyStage) op() {}
+func (CopyImage) op() {}
+func (Env) op()       {}
+func (Workdir) op()   {}
+
+// KV is an ordered environment entry.
+type KV struct{ Key, Value string }
+
+// Stage is one FROM ... AS name section.
+type Stage struct {
+	Name string
+	Base BaseKind
+	Ops  []Op
+}
+
+// Healthcheck mirrors Docker's HEALTHCHECK; durations in seconds.
+type Healthcheck struct {
+	Test        []string // e.g. ["CMD","curl","-fsS","http://127.0.0.1:8000/api/health"]
+	Interval    int
+	Timeout     int
+	StartPeriod int
+	Retries     int
+}
+
+// Config is the OCI image configuration of the final stage.
+type Config struct {
+	User         string
+	Env          []KV
+	Entrypoint   []string
+	Cmd          []string
+	WorkingDir   string
+	ExposedPorts []string // "8000/tcp"
+	StopSignal   string
+	Healthcheck  *Healthcheck
+	Labels       map[string]string
+}
+
+// Image is a multi-stage build whose last stage is the runtime image.
+type Image struct {
+	Name   string // "backend" or "frontend"
+	Tag    string // local tag, e.g. kidney_genetics_backend:latest
+	Stages []Stage
+	Config Config
+}
+
+// Final is the runtime stage.
+func (i Image) Final() Stage { return i.Stages[len(i.Stages)-1] }
+
+// Stage returns the stage called name.
+func (i Image) Stage(name string) (Stage, bool) {
+	for _, s := range i.Stages {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Stage{}, false
+}
+
+// Validate catches description mistakes before any engine is involved:
+// a copy from a stage that does not exist (or comes later), an empty
+// command, a config without a user.
+func (i Image) Validate() error {
+	if len(i.Stages) == 0 {
+		return fmt.Errorf("image %s: no stages", i.Name)
+	}
+	seen := map[string]bool{}
+	for _, s := range i.Stages {
+		if seen[s.Name] {
+			return fmt.Errorf("image %s: stage %q defined twice", i.Name, s.Name)
+		}
+		for n, o := range s.Ops {
+			switch o := o.(type) {
+			case Run:
+				if len(o.Args) == 0 {
+					return fmt.Errorf("image %s stage %s op %d: empty command", i.Name, s.Name, n)
+				}
+			case CopyStage:
+				if !seen[o.Stage] {
+					return fmt.Errorf("image %s stage %s op %d: copies from stage %q, which is not an earlier stage", i.Name, s.Name, n, o.Stage)
+				}
+			}
+		}
+		seen[s.Name] = true
+	}
+	if i.Config.User == "" || i.Config.User == "root" || i.Config.User == "0" {
+		return fmt.Errorf("image %s: runtime user must be a non-root user, got %q", i.Name, i.Config.User)
+	}
+	return nil
+}
+
+// Labels returns the standard OCI annotations plus extra ones, sorted keys
+// being the caller's business.
+func Labels(revision, created, title string) map[string]string {
+	return map[string]string{
+		"org.opencontainers.image.title":    title,
+		"org.opencontainers.image.revision": revision,
+		"org.opencontainers.image.created":  created,
+		"org.opencontainers.image.source":   "https://github.com/kidney-genetics/kidney-genetics-db",
+		"org.opencontainers.image.licenses": "MIT",
+	}
+}
+
+// SortedKeys is a small helper for deterministic iteration over labels.
+func SortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
