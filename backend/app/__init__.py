@@ -1,0 +1,3 @@
+"""Kidney Genetics Database backend."""
+
+__version__ = "0.1.0"
