@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
+)
+
+const publishSummary = "Push the built images (results/images/*.tar) to an OCI registry, tagged by version and revision"
+
+func init() {
+	register(command{
+		name:    "publish",
+		summary: publishSummary,
+		run: func(ctx context.Context, args []string) error {
+			return runPublish(ctx, args, os.Stdout, os.Getenv)
+		},
+	})
+}
+
+func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := newFlags("publish", publishSummary+".\n\nCredentials come from "+publish.EnvUsername+" and "+publish.EnvPassword+
+		",\nor, when both are unset, from the docker config (docker login).")
+	images := fs.String("images", "results/images", "directory holding backend.tar and frontend.tar from `kgci build`")
+	results := fs.String("results", "results", "directory for publish.json and publish.md")
+	registry := fs.String("registry", "ghcr.io", "registry host[:port]")
+	namespace := fs.String("namespace", "kidney-genetics", "repository path under the registry (e.g. your GitHub user or org, lower case)")
+	prefix := fs.String("prefix", publish.DefaultPrefix, "repository name prefix: <registry>/<namespace>/<prefix>backend")
+	revision := fs.String("revision", "", "git commit the images were built from (default: the images' revision label, else git rev-parse HEAD)")
+	version := fs.String("version", "", "release version to tag, e.g. v1.2.3 or refs/tags/v1.2.3 (tagged 1.2.3)")
+	latest := fs.Bool("latest", false, "also move the 'latest' tag")
+	insecure := fs.Bool("insecure", false, "plain HTTP: for a local test registry only")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	auth, err := publish.AuthFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	rev := *revision
+	if rev == "" {
+		if rev, err = defaultRevision(ctx, filepath.Join(*images, publish.ImageNames[0]+".tar")); err != nil {
+			return err
+		}
+	}
+	res, err := publish.Push(ctx, publish.Options{
+		ImagesDir: *images, Registry: *registry, Namespace: *namespace, Prefix: *prefix,
+		Revision: rev, Version: *version, Latest: *latest, Insecure: *insecure, Auth: auth,
+	})
+	if err != nil {
+		return err
+	}
+	if err := publish.WriteResults(*results, res); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	for _, p := range res.Images {
+		fmt.Fprintf(stdout, "%-8s %s (tags: %s)\n", p.Name, p.Pinned, strings.Join(res.Tags, ", "))
+	}
+	fmt.Fprintf(stdout, "wrote %s and %s\n", filepath.Join(*results, "publish.json"), filepath.Join(*results, "publish.md"))
+	return nil
+}
+
+// defaultRevision prefers what the build recorded in the image over the
+// current checkout, which may have moved on since the build.
+func defaultRevision(ctx context.Context, tar string) (string, error) {
+	rev, err := publish.ImageRevision(tar)
+	if err != nil {
+		return "", err
+	}
+	if rev != "" {
+		return rev, nil
+	}
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "", fmt.Errorf("the images carry no revision label and `git rev-parse HEAD` failed (%v): pass --revision", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}

@@ -1,0 +1,306 @@
+// Package publish pushes the images that `kgci build` wrote as docker-archive
+// tarballs to an OCI registry and records digest-pinned references, so a
+// deployment can name exactly the bytes CI tested.
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Environment variables that carry registry credentials. They are read
+// here and nowhere else so that no code path can echo them.
+const (
+	EnvUsername = "KGCI_REGISTRY_USERNAME"
+	EnvPassword = "KGCI_REGISTRY_PASSWORD"
+)
+
+// DefaultPrefix turns an image name into the repository name the seed
+// architecture uses (kidney_genetics_backend, kidney_genetics_frontend).
+const DefaultPrefix = "kidney_genetics_"
+
+// ImageNames are the images a release consists of, in push order.
+var ImageNames = []string{"backend", "frontend"}
+
+// Options says what to push where.
+type Options struct {
+	ImagesDir string // holds <name>.tar for every name in ImageNames
+	Registry  string // host[:port], e.g. ghcr.io or 127.0.0.1:5000
+	Namespace string // path under the registry, e.g. kidney-genetics; may be empty
+	Prefix    string // repository name prefix; empty means DefaultPrefix
+	Revision  string // full git commit the images were built from
+	Version   string // release version ("v1.2.3", "1.2.3", "refs/tags/v1.2.3"); empty for none
+	Latest    bool   // also move the "latest" tag
+	Insecure  bool   // plain HTTP (local test registries)
+	// Auth, when set, is used for every request; otherwise credentials come
+	// from Keychain (authn.DefaultKeychain: ~/.docker/config.json and its
+	// credential helpers).
+	Auth     authn.Authenticator
+	Keychain authn.Keychain
+}
+
+// Result is what results/publish.json holds.
+type Result struct {
+	Registry string   `json:"registry"`
+	Revision string   `json:"revision"`
+	Version  string   `json:"version,omitempty"`
+	Tags     []string `json:"tags"`
+	Images   []Pushed `json:"images"`
+}
+
+// Pushed describes one image after the push.
+type Pushed struct {
+	Name       string `json:"name"`       // backend or frontend
+	Repository string `json:"repository"` // registry/namespace/kidney_genetics_backend
+	Digest     string `json:"digest"`     // sha256:...
+	// Pinned is repository@digest: the reference to deploy, immune to a
+	// tag being moved later.
+	Pinned string   `json:"pinned"`
+	Tags   []TagRef `json:"tags"`
+}
+
+// TagRef is one tag of a pushed image.
+type TagRef struct {
+	Tag string `json:"tag"`
+	Ref string `json:"ref"` // repository:tag
+	// Pinned is repository:tag@digest: readable and still exact.
+	Pinned string `json:"pinned"`
+}
+
+var (
+	hexRevision = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+	// The OCI distribution spec's tag grammar.
+	validTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+)
+
+// ShortRevisionLen is long enough to stay unambiguous in a repository
+// with a long history, unlike git's 7-character default.
+const ShortRevisionLen = 12
+
+// Tags returns the tags a push applies: the release version (if any), the
+// short revision, and "latest" only on request.
+func Tags(revision, version string, latest bool) ([]string, error) {
+	revision = strings.ToLower(strings.TrimSpace(revision))
+	if !hexRevision.MatchString(revision) {
+		return nil, fmt.Errorf("revision %q is not a git commit id (7-64 hex digits): pass --revision $(git rev-parse HEAD)", revision)
+	}
+	var tags []string
+	if v := NormalizeVersion(version); v != "" {
+		if !validTag.MatchString(v) {
+			return nil, fmt.Errorf("version %q does not make a valid image tag (letters, digits, '.', '_', '-'; at most 128)", version)
+		}
+		tags = append(tags, v)
+	}
+	short := revision
+	if len(short) > ShortRevisionLen {
+		short = short[:ShortRevisionLen]
+	}
+	tags = append(tags, short)
+	if latest {
+		tags = append(tags, "latest")
+	}
+	return tags, nil
+}
+
+// NormalizeVersion turns a git tag into an image tag: refs/tags/v1.2.3 and
+// v1.2.3 both become 1.2.3. Other names pass through unchanged.
+func NormalizeVersion(v string) string {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "refs/tags/")
+	if len(v) > 1 && v[0] == 'v' && v[1] >= '0' && v[1] <= '9' {
+		v = v[1:]
+	}
+	return v
+}
+
+// Repository is the full repository name of an image.
+func Repository(registry, namespace, prefix, image string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	parts := []string{strings.TrimSuffix(registry, "/")}
+	if ns := strings.Trim(namespace, "/"); ns != "" {
+		parts = append(parts, ns)
+	}
+	return strings.Join(append(parts, prefix+image), "/")
+}
+
+// AuthFromEnv returns basic credentials from KGCI_REGISTRY_USERNAME and
+// KGCI_REGISTRY_PASSWORD, or nil when neither is set (then the docker
+// config keychain applies). Setting only one of them is a mistake worth
+// stopping for rather than silently pushing anonymously.
+func AuthFromEnv(getenv func(string) string) (authn.Authenticator, error) {
+	user, pass := getenv(EnvUsername), getenv(EnvPassword)
+	switch {
+	case user == "" && pass == "":
+		return nil, nil
+	case user == "":
+		return nil, fmt.Errorf("%s is set but %s is not: set both, or neither to use the docker config (docker login)", EnvPassword, EnvUsername)
+	case pass == "":
+		return nil, fmt.Errorf("%s is set but %s is not: set both, or neither to use the docker config (docker login)", EnvUsername, EnvPassword)
+	}
+	return authn.FromConfig(authn.AuthConfig{Username: user, Password: pass}), nil
+}
+
+// LoadImage reads the single image of a docker-archive tarball.
+func LoadImage(path string) (v1.Image, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("image tarball %s: %w (run `go run ./ci/cmd/kgci build` first, or pass --images DIR)", path, err)
+	}
+	img, err := tarball.ImageFromPath(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read docker-archive %s: %w", path, err)
+	}
+	return img, nil
+}
+
+// RevisionLabel is where the build records the commit it built.
+const RevisionLabel = "org.opencontainers.image.revision"
+
+// Push uploads every image and tags it. It checks every tarball before the
+// first upload, so a missing frontend does not leave a half-published
+// release behind.
+func Push(ctx context.Context, o Options) (*Result, error) {
+	if o.Registry == "" {
+		return nil, fmt.Errorf("no registry given: pass --registry (e.g. ghcr.io)")
+	}
+	tags, err := Tags(o.Revision, o.Version, o.Latest)
+	if err != nil {
+		return nil, err
+	}
+	imgs := make([]v1.Image, len(ImageNames))
+	for i, n := range ImageNames {
+		if imgs[i], err = LoadImage(filepath.Join(o.ImagesDir, n+".tar")); err != nil {
+			return nil, err
+		}
+		if err := checkRevision(imgs[i], n, o.Revision); err != nil {
+			return nil, err
+		}
+	}
+
+	var nameOpts []name.Option
+	if o.Insecure {
+		nameOpts = append(nameOpts, name.Insecure)
+	}
+	remoteOpts := []remote.Option{remote.WithContext(ctx)}
+	switch {
+	case o.Auth != nil:
+		remoteOpts = append(remoteOpts, remote.WithAuth(o.Auth))
+	case o.Keychain != nil:
+		remoteOpts = append(remoteOpts, remote.WithAuthFromKeychain(o.Keychain))
+	default:
+		remoteOpts = append(remoteOpts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	}
+
+	res := &Result{Registry: o.Registry, Revision: o.Revision, Version: NormalizeVersion(o.Version), Tags: tags}
+	for i, n := range ImageNames {
+		repo := Repository(o.Registry, o.Namespace, o.Prefix, n)
+		p, err := pushOne(imgs[i], n, repo, tags, nameOpts, remoteOpts)
+		if err != nil {
+			return nil, explain(err, o.Registry, o.Insecure)
+		}
+		res.Images = append(res.Images, p)
+	}
+	return res, nil
+}
+
+func pushOne(img v1.Image, imgName, repo string, tags []string, nameOpts []name.Option, remoteOpts []remote.Option) (Pushed, error) {
+	digest, err := img.Digest()
+	if err != nil {
+		return Pushed{}, fmt.Errorf("%s: compute digest: %w", imgName, err)
+	}
+	p := Pushed{Name: imgName, Repository: repo, Digest: digest.String(), Pinned: repo + "@" + digest.String()}
+	for i, t := range tags {
+		ref, err := name.NewTag(repo+":"+t, nameOpts...)
+		if err != nil {
+			return Pushed{}, fmt.Errorf("%s: bad reference %s:%s: %w", imgName, repo, t, err)
+		}
+		// The first tag uploads blobs and manifest; the others only point
+		// another tag at the manifest that is already there.
+		if i == 0 {
+			err = remote.Write(ref, img, remoteOpts...)
+		} else {
+			err = remote.Tag(ref, img, remoteOpts...)
+		}
+		if err != nil {
+			return Pushed{}, fmt.Errorf("push %s: %w", ref, err)
+		}
+		p.Tags = append(p.Tags, TagRef{Tag: t, Ref: ref.String(), Pinned: ref.String() + "@" + digest.String()})
+	}
+	return p, nil
+}
+
+// checkRevision refuses to tag an image with a commit it was not built
+// from: the tag would then name the wrong source.
+func checkRevision(img v1.Image, imgName, revision string) error {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("%s: read image config: %w", imgName, err)
+	}
+	got := cf.Config.Labels[RevisionLabel]
+	if got == "" || got == revision {
+		return nil
+	}
+	return fmt.Errorf("%s image was built from revision %s but the push would tag it as %s: rebuild at this commit (go run ./ci/cmd/kgci build) or pass --revision %s", imgName, got, revision, got)
+}
+
+// ImageRevision returns the revision label of an image tarball, for
+// callers that default --revision to what was built.
+func ImageRevision(path string) (string, error) {
+	img, err := LoadImage(path)
+	if err != nil {
+		return "", err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", fmt.Errorf("read image config of %s: %w", path, err)
+	}
+	return cf.Config.Labels[RevisionLabel], nil
+}
+
+// WriteResults writes publish.json and publish.md into dir.
+func WriteResults(dir string, r *Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "publish.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "publish.md"), []byte(Markdown(r)), 0o644)
+}
+
+// Markdown is a fragment for the CI job summary and release notes.
+func Markdown(r *Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Published images\n\nRevision `%s`", r.Revision)
+	if r.Version != "" {
+		fmt.Fprintf(&b, ", version `%s`", r.Version)
+	}
+	b.WriteString(". Deploy by digest: a tag can be moved, a digest cannot.\n\n")
+	b.WriteString("| Image | Tag | Pinned reference |\n|---|---|---|\n")
+	for _, p := range r.Images {
+		for _, t := range p.Tags {
+			fmt.Fprintf(&b, "| %s | `%s` | `%s` |\n", p.Name, t.Tag, t.Pinned)
+		}
+	}
+	b.WriteString("\n```\n")
+	for _, p := range r.Images {
+		fmt.Fprintf(&b, "%s\n", p.Pinned)
+	}
+	b.WriteString("```\n")
+	return b.String()
+}
