@@ -103,7 +103,7 @@ describe('GeneDetail', () => {
     const gene = {
       ...page1.items[0],
       evidence: [
-        { source: 'ClinVar', detail: '120 pathogenic variants', created_at: '2026-01-01T00:00:00Z' },
+        { source: 'ClinVar', detail: { variants: 120 }, created_at: '2026-01-01T00:00:00Z' },
         { source: 'PanelApp', detail: 'green', created_at: '2026-01-02T00:00:00Z' },
       ],
     }
@@ -115,6 +115,7 @@ describe('GeneDetail', () => {
     const items = w.findAll('[data-testid="evidence-item"]')
     expect(items).toHaveLength(2)
     expect(items[0].text()).toContain('ClinVar')
+    expect(items[0].text()).toContain('variants: 120')
   })
 
   it('says not found on 404', async () => {
