@@ -66,8 +66,8 @@ trap 'exit 143' TERM
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 
 wait_http() { # URL SECONDS PID: until URL answers 200, or the process dies
-  local url="$1" secs="$2" pid="$3" i
-  for i in $(seq 1 $((secs * 5))); do
+  local url="$1" secs="$2" pid="$3"
+  for _ in $(seq 1 $((secs * 5))); do
     curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.2
