@@ -155,7 +155,7 @@ func TestParseCall(t *testing.T) {
 		"--profle upstream build":                                       "flag --profle is not an argument of the constructor",
 		"build --fast":                                                  "flag --fast is not an argument of build",
 		"publish --registry ghcr.io --username u":                       "publish needs --password",
-		"publish --registry r --username u --password hunter2":         "is a secret: pass a reference such as env://NAME",
+		"publish --registry r --username u --password hunter2":          "is a secret: pass a reference such as env://NAME",
 		"build export":                                                  "export needs --path",
 		"build export --path x stdout":                                  "returns string, on which nothing can be chained",
 		"--profile upstream":                                            "no function named",
