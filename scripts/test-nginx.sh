@@ -205,6 +205,10 @@ expect "JSON API response is gzip-compressed ($(stat -c %s "$TMP/b") bytes on th
 expect "gzip JSON body decodes to the gene list" \
   "$PY" -c 'import gzip,json,sys; d=json.loads(gzip.decompress(open(sys.argv[1],"rb").read())); sys.exit(not any(g["symbol"]=="PKD1" for g in d["items"]))' "$TMP/b"
 expect "Vary: Accept-Encoding on compressed responses" test "$(header Vary)" = "Accept-Encoding"
+# Behind the front proxy, requests carry a Via header; nginx compresses those only with gzip_proxied.
+code="$(fetch -H 'Accept-Encoding: gzip' -H 'Via: 1.1 front-proxy' "$BASE/api/genes?page_size=100")"
+expect "JSON is gzip-compressed also for requests that came through a proxy (Via)" \
+  test "$code $(header Content-Encoding)" = "200 gzip"
 code="$(fetch "$BASE/api/genes?page_size=100")"
 expect "no gzip without Accept-Encoding" test "$code" = 200 -a -z "$(header Content-Encoding)"
 
