@@ -168,15 +168,16 @@ async def create_pool_with_retry(dsn: str, timeout: float, safe_url: str) -> asy
             raise StartupError(
                 f"database at {safe_url} refused the login: {describe(exc)}; "
                 "check the user, password and database name in DATABASE_URL"
-            ) from exc
+            ) from None  # the message has the cause; a chained traceback would only bury it
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StartupError(
-                    f"database at {safe_url} still unreachable after {timeout:g}s ({attempt} attempts); "
+                    f"database at {safe_url} still unreachable after {timeout:g}s "
+                    f"({attempt} attempt{'s' if attempt > 1 else ''}); "
                     f"last error: {describe(exc)}; check that PostgreSQL is running and DATABASE_URL is right, "
                     "or raise DB_CONNECT_TIMEOUT"
-                ) from exc
+                ) from None
             log.warning("database not reachable yet (%s); retrying for %.0fs more", describe(exc), remaining)
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, 3.0)

@@ -45,6 +45,9 @@ def setup_logging(level: str) -> None:
         logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    # uvicorn's own messages (access log included) follow the same level.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).setLevel(level.upper())
 
 
 def load_settings_or_exit() -> Settings:

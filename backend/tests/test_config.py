@@ -125,3 +125,15 @@ def test_process_exits_on_missing_database() -> None:
     proc, _ = _uvicorn({"DATABASE_URL": url_with_database(base_database_url(), "no_such_db"), "DB_CONNECT_TIMEOUT": "60"}, timeout=45)
     assert proc.returncode != 0
     assert "no_such_db" in proc.stdout + proc.stderr
+
+
+def test_log_level_is_applied(make_database, start_server) -> None:
+    url = make_database()
+    quiet = start_server(url, LOG_LEVEL="warning")
+    quiet.get("/api/genes")
+    quiet.stop()  # stopped, so the log is complete
+    assert "schema ready" not in quiet.log() and "GET /api/genes" not in quiet.log()
+    verbose = start_server(url, LOG_LEVEL="debug")
+    verbose.get("/api/genes")
+    verbose.stop()
+    assert "schema ready" in verbose.log() and "GET /api/genes" in verbose.log()
