@@ -7,16 +7,13 @@ import json
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
 
-import asyncpg
 import pytest
-import websockets
 
 from app.events import event_from_notification
 
 from .conftest import Server, run, wait_until
-from .wsclient import EVENT_TIMEOUT, connect, execute, hello, not_ping, recv_until
+from .wsclient import connect, execute, hello, not_ping, recv_until
 
 PING_INTERVAL = 0.5
 
