@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -38,6 +39,7 @@ type Param struct {
 	Flag     string // kebab-case, without dashes
 	Type     string // Go type expression, e.g. string, bool, *dagger.Secret
 	Optional bool   // +optional, +default or +defaultPath
+	Default  string // the +default value, unquoted
 }
 
 // Param returns the parameter whose flag is name.
@@ -135,35 +137,42 @@ func parseFunc(fset *token.FileSet, f *ast.File, fd *ast.FuncDecl) *Function {
 	prevEnd := fd.Type.Params.Opening
 	for _, field := range fd.Type.Params.List {
 		typ := typeString(fset, field.Type)
-		optional := hasPragma(f, prevEnd, field.Pos(), "+optional", "+default", "+defaultPath")
+		prags := pragmas(f, prevEnd, field.Pos())
+		_, opt := prags["+optional"]
+		def, hasDef := prags["+default"]
+		_, hasPath := prags["+defaultPath"]
 		prevEnd = field.End()
 		if typ == "context.Context" {
 			continue
 		}
 		for _, n := range field.Names {
-			fn.Params = append(fn.Params, Param{GoName: n.Name, Flag: Kebab(n.Name), Type: typ, Optional: optional})
+			fn.Params = append(fn.Params, Param{GoName: n.Name, Flag: Kebab(n.Name), Type: typ, Optional: opt || hasDef || hasPath, Default: def})
 		}
 	}
 	return fn
 }
 
-// hasPragma reports whether a comment between from and to carries one of
-// the Dagger pragmas (`// +optional`, `// +default="x"`).
-func hasPragma(f *ast.File, from, to token.Pos, pragmas ...string) bool {
+// pragmas returns the Dagger pragmas (`// +optional`, `// +default="x"`)
+// in the comments between from and to, with their unquoted values.
+func pragmas(f *ast.File, from, to token.Pos) map[string]string {
+	out := map[string]string{}
 	for _, cg := range f.Comments {
 		if cg.Pos() < from || cg.End() > to {
 			continue
 		}
 		for _, c := range cg.List {
 			text := strings.TrimSpace(strings.TrimPrefix(c.Text, "//"))
-			for _, p := range pragmas {
-				if text == p || strings.HasPrefix(text, p+"=") {
-					return true
-				}
+			if !strings.HasPrefix(text, "+") {
+				continue
 			}
+			k, v, _ := strings.Cut(text, "=")
+			if u, err := strconv.Unquote(v); err == nil {
+				v = u
+			}
+			out[k] = v
 		}
 	}
-	return false
+	return out
 }
 
 func typeString(fset *token.FileSet, e ast.Expr) string {

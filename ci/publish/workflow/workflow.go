@@ -24,6 +24,8 @@ type Step struct {
 	Uses   string // e.g. dagger/dagger-for-github@<sha>
 	Verb   string // call, unless the step says otherwise
 	Module string // with.module; empty means the module in the working directory
+	// Version is the dagger CLI version the action installs.
+	Version string
 	// Args is what the action hands to the dagger CLI after its own
 	// preprocessing: newlines and backslash-newlines become spaces.
 	Args string
@@ -76,7 +78,7 @@ func DaggerSteps(src []byte) ([]Step, error) {
 			}
 			out = append(out, Step{
 				Job: id, Name: s.Name, JobIf: j.If, If: s.If, Uses: s.Uses,
-				Verb: verb, Module: s.With["module"], Args: foldLines(args),
+				Verb: verb, Module: s.With["module"], Version: s.With["version"], Args: foldLines(args),
 			})
 		}
 	}

@@ -105,7 +105,7 @@ func TestParseModule(t *testing.T) {
 		t.Errorf("functions = %v, want %v", got, want)
 	}
 	wantCtor := []Param{
-		{GoName: "profile", Flag: "profile", Type: "string", Optional: true},
+		{GoName: "profile", Flag: "profile", Type: "string", Optional: true, Default: "upstream"},
 		{GoName: "source", Flag: "source", Type: "*dagger.Directory", Optional: true},
 	}
 	if !reflect.DeepEqual(m.Constructor.Params, wantCtor) {
