@@ -1,0 +1,332 @@
+// Package checks holds the named end-to-end checks of the running stack. Each check has a
+// stable name (used in reports, CI summaries and fault tests), runs on its own, and says
+// in its message what to fix when it fails.
+//
+// Two kinds exist: checks that need only the frontend and backend URLs (they also run
+// inside Dagger, through `kgci check`), and checks that need the Docker runtime of
+// `kgci test-e2e` (inspect, exec, throwaway containers).
+package checks
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+)
+
+// Status of a check.
+type Status string
+
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	Skip Status = "skip"
+)
+
+// Outcome is what a check's Run returns.
+type Outcome struct {
+	Status  Status
+	Message string // one or two sentences; on failure, what is wrong and what to change
+	Details string // evidence: command output, log tail, response body
+}
+
+func passf(format string, a ...any) Outcome {
+	return Outcome{Status: Pass, Message: fmt.Sprintf(format, a...)}
+}
+
+func failf(format string, a ...any) Outcome {
+	return Outcome{Status: Fail, Message: fmt.Sprintf(format, a...)}
+}
+
+func skipf(format string, a ...any) Outcome {
+	return Outcome{Status: Skip, Message: fmt.Sprintf(format, a...)}
+}
+
+func (o Outcome) with(details string) Outcome {
+	o.Details = strings.TrimSpace(details)
+	return o
+}
+
+// Result is one check's result, as reported.
+type Result struct {
+	Name     string
+	Group    string
+	Status   Status
+	Duration time.Duration
+	Message  string
+	Details  string
+}
+
+// Check is one named check.
+type Check struct {
+	Name string
+	// Docker is true for checks that need the Docker runtime of `kgci test-e2e`.
+	Docker bool
+	// Needs lists services that must be up and healthy (with a Docker stack) or whose URL
+	// must be given (URL-only runs: backend, frontend).
+	Needs []string
+	// NeedsRunning lists services whose container must merely be running.
+	NeedsRunning []string
+	// Destructive checks disturb the stack (stop the database); they run last, one at a
+	// time, after all others have finished.
+	Destructive bool
+	Timeout     time.Duration
+	Run         func(ctx context.Context, e *Env) Outcome
+}
+
+// Group is the part of the name before the first dot ("health" for health.frontend).
+func Group(name string) string {
+	g, _, _ := strings.Cut(name, ".")
+	return g
+}
+
+// Env is what checks run against.
+type Env struct {
+	// Runtime is "docker" (kgci test-e2e, or kgci check against published ports) or
+	// "dagger" (kgci check inside a Dagger pipeline, URLs are service bindings).
+	Runtime     string
+	BackendURL  string // http://127.0.0.1:PORT, no trailing slash
+	FrontendURL string
+	// Stack is the running Docker stack; nil for URL-only runs.
+	Stack *dockerstack.Stack
+	// ResultsDir holds build.json (from `kgci build`) and receives the reports.
+	ResultsDir string
+	// BudgetFile is budgets.yaml (size.budgets); Profile selects its section.
+	BudgetFile string
+	Profile    string
+
+	httpOnce sync.Once
+	http     *http.Client
+	images   imageCache
+}
+
+// HTTP is the client every check uses; it refuses any address the run does not own.
+func (e *Env) HTTP() *http.Client {
+	e.httpOnce.Do(func() { e.http = newGuardedClient(e) })
+	return e.http
+}
+
+// Docker returns the stack's docker CLI wrapper.
+func (e *Env) Docker() *dockerstack.Docker { return e.Stack.D }
+
+// All returns every check, in report order.
+func All() []Check {
+	return []Check{
+		healthBackendDirect, healthThroughNginx, healthFrontend,
+		healthcheckImage("backend"), healthcheckImage("frontend"),
+		websocketUpgrade, websocketPlainAPI,
+		envInjection,
+		securityUsers, securityCapabilities, securityDBIsolation, securityNoSecrets, securityNoBuildTools,
+		sizeBudgets, gzipAssets,
+		healthDatabaseDown,
+	}
+}
+
+// URLOnly returns the checks that need nothing but URLs (and results/), for `kgci check`.
+func URLOnly() []Check {
+	var l []Check
+	for _, c := range All() {
+		if !c.Docker {
+			l = append(l, c)
+		}
+	}
+	return l
+}
+
+// Select keeps the checks whose name or group is listed; all when names is empty.
+func Select(list []Check, names []string) ([]Check, error) {
+	if len(names) == 0 {
+		return list, nil
+	}
+	var out []Check
+	used := map[string]bool{}
+	for _, c := range list {
+		for _, n := range names {
+			if c.Name == n || Group(c.Name) == n {
+				out = append(out, c)
+				used[n] = true
+				break
+			}
+		}
+	}
+	for _, n := range names {
+		if !used[n] {
+			known := make([]string, 0, len(list))
+			for _, c := range list {
+				known = append(known, c.Name)
+			}
+			sort.Strings(known)
+			return nil, fmt.Errorf("no check or group named %q; known checks: %s", n, strings.Join(known, ", "))
+		}
+	}
+	return out, nil
+}
+
+// Parallelism bounds concurrently running checks: they exec into containers and start
+// throwaway ones on a 2-core machine.
+const Parallelism = 4
+
+// Run runs the checks: independent ones in parallel, destructive ones afterwards one at a
+// time. done is called as each check finishes (from several goroutines, serialised).
+// Results come back in the order of list.
+func Run(ctx context.Context, list []Check, e *Env, done func(Result)) []Result {
+	results := make([]Result, len(list))
+	var mu sync.Mutex
+	report := func(i int, r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		results[i] = r
+		if done != nil {
+			done(r)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(Parallelism)
+	for i, c := range list {
+		if c.Destructive {
+			continue
+		}
+		g.Go(func() error {
+			report(i, runOne(gctx, c, e))
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, c := range list {
+		if c.Destructive {
+			report(i, runOne(ctx, c, e))
+		}
+	}
+	return results
+}
+
+func runOne(ctx context.Context, c Check, e *Env) (r Result) {
+	t0 := time.Now()
+	r = Result{Name: c.Name, Group: Group(c.Name)}
+	defer func() {
+		if p := recover(); p != nil {
+			r.Status, r.Message, r.Details = Fail, fmt.Sprintf("check crashed: %v (a bug in ci/checks)", p), string(debug.Stack())
+		}
+		r.Duration = time.Since(t0)
+	}()
+	if o, skip := e.precondition(ctx, c); skip {
+		r.Status, r.Message = o.Status, o.Message
+		return r
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	o := c.Run(cctx, e)
+	if o.Status == "" {
+		o.Status = Fail
+	}
+	if o.Status == Fail && cctx.Err() != nil && ctx.Err() == nil {
+		o.Message = fmt.Sprintf("timed out after %s: %s", timeout, o.Message)
+	} else if o.Status == Fail && ctx.Err() != nil {
+		o.Message = fmt.Sprintf("interrupted: %s", o.Message)
+	}
+	r.Status, r.Message, r.Details = o.Status, o.Message, o.Details
+	return r
+}
+
+// precondition decides whether a check can run at all; when it cannot, the returned
+// outcome (skip) says why and where to look.
+func (e *Env) precondition(ctx context.Context, c Check) (Outcome, bool) {
+	if c.Docker && e.Stack == nil {
+		return skipf("needs the Docker runtime (kgci test-e2e); this is a URL-only run (--runtime %s)", e.Runtime), true
+	}
+	for _, svc := range c.Needs {
+		if e.Stack == nil {
+			switch {
+			case svc == dockerstack.Backend && e.BackendURL == "":
+				return skipf("needs --backend-url"), true
+			case svc == dockerstack.Frontend && e.FrontendURL == "":
+				return skipf("needs --frontend-url"), true
+			}
+			continue
+		}
+		if st, ok := e.Stack.Startup[svc]; !ok || !st.Healthy {
+			return skipf("not run: %s is not up and healthy (see startup.%s)", svc, svc), true
+		}
+	}
+	for _, svc := range c.NeedsRunning {
+		if e.Stack == nil {
+			continue
+		}
+		name, ok := e.Stack.Containers[svc]
+		if !ok {
+			return skipf("not run: the %s container was never created (see startup.%s)", svc, svc), true
+		}
+		info, err := e.Stack.D.Inspect(ctx, name)
+		if err != nil || !info.State.Running {
+			return skipf("not run: the %s container is not running (see startup.%s)", svc, svc), true
+		}
+	}
+	return Outcome{}, false
+}
+
+// StartupResults turns the stack's start into results named startup.<service>, so a service
+// that never became healthy is a named red line in every report.
+func StartupResults(s *dockerstack.Stack, upErr error) []Result {
+	var out []Result
+	for _, svc := range dockerstack.Order {
+		r := Result{Name: "startup." + svc, Group: "startup"}
+		st, ok := s.Startup[svc]
+		switch {
+		case ok && st.Healthy:
+			r.Status, r.Duration = Pass, st.Duration
+			r.Message = fmt.Sprintf("healthy after %.1fs (container %s)", st.Duration.Seconds(), s.Containers[svc])
+		case ok && st.Err != nil:
+			r.Status, r.Duration = Fail, st.Duration
+			r.Message = st.Err.Error() + startupHint(svc)
+			r.Details = st.Err.Details()
+		case upErr != nil && !startedBefore(s, svc):
+			if firstUnstarted(s) == svc {
+				r.Status, r.Message = Fail, fmt.Sprintf("could not start %s: %v", svc, upErr)
+			} else {
+				r.Status, r.Message = Skip, "not started: an earlier service did not become healthy"
+			}
+		default:
+			r.Status, r.Message = Fail, "no startup record (a bug in ci/dockerstack)"
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func startedBefore(s *dockerstack.Stack, svc string) bool {
+	_, ok := s.Startup[svc]
+	return ok
+}
+
+func firstUnstarted(s *dockerstack.Stack) string {
+	for _, svc := range dockerstack.Order {
+		if _, ok := s.Startup[svc]; !ok {
+			return svc
+		}
+	}
+	return ""
+}
+
+func startupHint(svc string) string {
+	switch svc {
+	case dockerstack.Backend:
+		return ". Look at the container log below: a configuration error (DATABASE_URL, LOG_LEVEL) is reported there by name; a database that cannot be reached ends startup after DB_CONNECT_TIMEOUT"
+	case dockerstack.Frontend:
+		return ". Look at the container log below: nginx names the config line it rejects; 'host not found in upstream' means the backend alias kidney_genetics_backend does not resolve"
+	case dockerstack.Postgres:
+		return ". Look at the container log below (initdb or configuration errors)"
+	}
+	return ""
+}

@@ -1,0 +1,131 @@
+package checks
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+)
+
+// envInjection starts one more frontend container with non-default runtime settings: the
+// same image must serve them in /env-config.js, uncached, with no rebuild.
+var envInjection = Check{
+	Name:    "env_injection",
+	Docker:  true,
+	Needs:   []string{dockerstack.Frontend},
+	Timeout: 40 * time.Second,
+	Run: func(ctx context.Context, e *Env) Outcome {
+		s := e.Stack
+		want := map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
+		svc, err := s.Compose.Service(dockerstack.Frontend)
+		if err != nil {
+			return failf("%v", err)
+		}
+		name := s.Name("frontend-env")
+		args := []string{"run", "-d"}
+		args = append(args, s.RunArgs("frontend-env", "frontend-env")...)
+		// On the internal network the backend alias resolves, so nginx's upstream loads
+		// exactly as in the real frontend container.
+		args = append(args, "--network", s.InternalNetwork(), "-p", "127.0.0.1::8080")
+		args = append(args, svc.SecurityArgs()...)
+		for k, v := range want {
+			args = append(args, "-e", k+"="+v)
+		}
+		args = append(args, s.Images[dockerstack.Frontend])
+		if _, err := e.Docker().Run(ctx, args...); err != nil {
+			return failf("could not start a second frontend container: %v", err)
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, _ = e.Docker().Run(rctx, "rm", "-f", name)
+		}()
+		hp, err := s.HostPort(ctx, name, 8080)
+		if err != nil {
+			return failf("%v", err)
+		}
+		base := "http://" + hp
+		var cfg map[string]string
+		var r *response
+		for {
+			cfg, r, err = e.fetchEnvConfig(ctx, base)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				logs, _ := e.Docker().Logs(context.Background(), name, 30)
+				return failf("the frontend started with %v never served /env-config.js: %v", want, err).with(logs)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for k, v := range want {
+			if cfg[k] != v {
+				return failf("started with %s=%q, the served /env-config.js has %s=%q: docker-entrypoint.sh must write the runtime environment into env-config.js at every start", k, v, k, cfg[k]).with(string(r.Body))
+			}
+		}
+		cc := r.Header.Get("Cache-Control")
+		if !strings.Contains(cc, "no-store") {
+			return failf("/env-config.js has Cache-Control %q; it must contain no-store (nginx.prod.conf `location = /env-config.js`), or browsers keep an old API/WS location", cc)
+		}
+		return passf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws ENVIRONMENT=staging serves exactly those in /env-config.js, Cache-Control %q", cc)
+	},
+}
+
+var scriptSrc = regexp.MustCompile(`<script[^>]+src="(/assets/[^"]+\.js)"`)
+
+// gzipAssets checks that nginx compresses what is worth compressing: the JS bundle (static)
+// and JSON from the API (proxied; needs gzip_proxied).
+var gzipAssets = Check{
+	Name:  "gzip.assets",
+	Needs: []string{dockerstack.Frontend, dockerstack.Backend},
+	Run: func(ctx context.Context, e *Env) Outcome {
+		idx, err := e.get(ctx, e.FrontendURL+"/", nil)
+		if err != nil {
+			return failf("GET %s/: %v", e.FrontendURL, err)
+		}
+		m := scriptSrc.FindSubmatch(idx.Body)
+		if m == nil {
+			return failf("index.html names no /assets/*.js bundle: %s", snippet(idx.Body))
+		}
+		var notes []string
+		for _, target := range []struct{ path, kind string }{
+			{string(m[1]), "JS bundle"},
+			{"/api/genes?page_size=100", "API JSON"},
+		} {
+			u := e.FrontendURL + target.path
+			r, err := e.get(ctx, u, map[string]string{"Accept-Encoding": "gzip"})
+			if err != nil {
+				return failf("GET %s: %v", u, err)
+			}
+			if r.StatusCode != 200 {
+				return failf("GET %s (%s) returned %d", u, target.kind, r.StatusCode).with(string(r.Body))
+			}
+			if ce := r.Header.Get("Content-Encoding"); ce != "gzip" {
+				hint := "enable gzip with its MIME type in gzip_types (nginx.prod.conf)"
+				if strings.HasPrefix(target.path, "/api/") {
+					hint = "proxied responses need `gzip_proxied any` and application/json in gzip_types; bodies under gzip_min_length are never compressed"
+				}
+				return failf("GET %s (%s, %s, %d bytes) with Accept-Encoding: gzip came back with Content-Encoding %q: %s", u, target.kind, r.Header.Get("Content-Type"), len(r.Body), ce, hint)
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(r.Body))
+			if err != nil {
+				return failf("GET %s: Content-Encoding gzip but the body is not gzip: %v", u, err)
+			}
+			plain, err := io.ReadAll(zr)
+			if err != nil {
+				return failf("GET %s: corrupt gzip body: %v", u, err)
+			}
+			if !strings.Contains(r.Header.Get("Vary"), "Accept-Encoding") {
+				return failf("GET %s is gzipped without `Vary: Accept-Encoding`: caches would serve gzip to clients that cannot read it (gzip_vary on)", u)
+			}
+			notes = append(notes, fmt.Sprintf("%s %d -> %d bytes", target.kind, len(plain), len(r.Body)))
+		}
+		return passf("Content-Encoding: gzip with Vary: Accept-Encoding: %s", strings.Join(notes, ", "))
+	},
+}

@@ -1,0 +1,337 @@
+package checks
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
+)
+
+// FileEntry is one file in one layer.
+type FileEntry struct {
+	Layer      int
+	Path       string // no leading slash
+	Type       byte
+	Size       int64
+	PrivateKey bool // content holds a PEM private key
+	AuthToken  bool // content holds a registry auth token (.npmrc, .pypirc)
+}
+
+// ImageFiles indexes every layer of an image, including files that later layers delete:
+// a secret removed in a later layer is still in the image.
+type ImageFiles struct {
+	Ref    string
+	Config *v1.ConfigFile
+	Layers [][]FileEntry
+	// Final is the filesystem a container sees (whiteouts applied), read by
+	// ci/imageinspect.
+	Final *imageinspect.Image
+}
+
+// scanLimit: files larger than this are not read for key material (keys are small).
+const scanLimit = 1 << 20
+
+// IndexImage reads an image from a docker-archive (docker save) tarball.
+func IndexImage(tarPath, ref string) (*ImageFiles, error) {
+	img, err := tarball.ImageFromPath(tarPath, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", tarPath, err)
+	}
+	ix, err := IndexV1(img, ref)
+	if err != nil {
+		return nil, err
+	}
+	if ix.Final, err = imageinspect.Inspect(tarPath); err != nil {
+		return nil, err
+	}
+	return ix, nil
+}
+
+// IndexV1 indexes an image already opened with go-containerregistry.
+func IndexV1(img v1.Image, ref string) (*ImageFiles, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	ix := &ImageFiles{Ref: ref, Config: cf}
+	for li, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return nil, err
+		}
+		entries, err := indexLayer(rc, li)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s layer %d: %w", ref, li, err)
+		}
+		ix.Layers = append(ix.Layers, entries)
+	}
+	return ix, nil
+}
+
+func indexLayer(r io.Reader, li int) ([]FileEntry, error) {
+	tr := tar.NewReader(r)
+	var out []FileEntry
+	buf := make([]byte, scanLimit)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		p := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		fe := FileEntry{Layer: li, Path: p, Type: h.Typeflag, Size: h.Size}
+		if h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size <= scanLimit {
+			n, err := io.ReadFull(tr, buf[:h.Size])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			b := buf[:n]
+			fe.PrivateKey = bytes.Contains(b, []byte("-----BEGIN")) && bytes.Contains(b, []byte("PRIVATE KEY-----"))
+			base := path.Base(p)
+			if base == ".npmrc" || base == ".pypirc" || base == ".yarnrc" || base == ".yarnrc.yml" {
+				fe.AuthToken = authTokenRE.Match(b)
+			}
+		}
+		out = append(out, fe)
+	}
+}
+
+var authTokenRE = regexp.MustCompile(`(?i)(_authToken|_auth|npmAuthToken|password)\s*[=:]\s*\S`)
+
+type imageCache struct {
+	mu  sync.Mutex
+	m   map[string]*imageLoad
+	dir string
+	n   int
+}
+
+type imageLoad struct {
+	once sync.Once
+	tar  string // the docker save tarball, removed by Env.Close
+	ix   *ImageFiles
+	err  error
+}
+
+// saveImage writes the image, as the engine holds it, to a tarball in the Env's temp dir.
+func (e *Env) saveImage(ref string) (string, error) {
+	e.images.mu.Lock()
+	if e.images.dir == "" {
+		d, err := os.MkdirTemp("", "kgci-images-")
+		if err != nil {
+			e.images.mu.Unlock()
+			return "", err
+		}
+		e.images.dir = d
+	}
+	e.images.n++
+	p := filepath.Join(e.images.dir, fmt.Sprintf("image%d.tar", e.images.n))
+	e.images.mu.Unlock()
+	// Not the calling check's context: another check may be waiting for this result.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := e.Docker().Run(ctx, "save", "-o", p, ref); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// Close removes what the checks saved to disk.
+func (e *Env) Close() error {
+	e.images.mu.Lock()
+	defer e.images.mu.Unlock()
+	if e.images.dir == "" {
+		return nil
+	}
+	err := os.RemoveAll(e.images.dir)
+	e.images.dir = ""
+	return err
+}
+
+// imageFiles saves the service's image from the engine (the exact image under test) and
+// indexes it; both image checks share one save per image.
+func (e *Env) imageFiles(ctx context.Context, svc string) (*ImageFiles, error) {
+	l := e.imageLoad(svc)
+	return l.ix, l.err
+}
+
+func (e *Env) imageLoad(svc string) *imageLoad {
+	ref := e.Stack.Images[svc]
+	e.images.mu.Lock()
+	if e.images.m == nil {
+		e.images.m = map[string]*imageLoad{}
+	}
+	l, ok := e.images.m[ref]
+	if !ok {
+		l = &imageLoad{}
+		e.images.m[ref] = l
+	}
+	e.images.mu.Unlock()
+	l.once.Do(func() {
+		tarPath, err := e.saveImage(ref)
+		if err != nil {
+			l.err = err
+			return
+		}
+		l.tar = tarPath
+		l.ix, l.err = IndexImage(tarPath, ref)
+	})
+	return l
+}
+
+var envFileRE = regexp.MustCompile(`^\.env(\..+)?$`)
+
+// SecretFindings lists files and settings that look like secrets, in any layer.
+func SecretFindings(ix *ImageFiles) []string {
+	var f []string
+	for _, layer := range ix.Layers {
+		for _, e := range layer {
+			if e.Type != tar.TypeReg && e.Type != tar.TypeSymlink {
+				continue
+			}
+			base := path.Base(e.Path)
+			where := fmt.Sprintf("/%s (layer %d)", e.Path, e.Layer)
+			switch {
+			case envFileRE.MatchString(base) && !isEnvTemplate(base):
+				f = append(f, where+": an .env file; pass settings at run time (env_file on the host), never in the image, and list .env* in .dockerignore")
+			case strings.HasPrefix(e.Path, "run/secrets/"):
+				f = append(f, where+": a build secret was written into a layer; use a secret mount")
+			case e.PrivateKey:
+				f = append(f, where+": contains a PEM private key")
+			case e.AuthToken:
+				f = append(f, where+": holds a registry credential")
+			case secretNames[base]:
+				f = append(f, where+": a credentials file")
+			case passwordFileRE.MatchString(base) && !strings.HasPrefix(e.Path, "usr/share/") && !strings.HasPrefix(e.Path, "usr/lib/"):
+				f = append(f, where+": the name looks like a password/secret file")
+			}
+		}
+	}
+	for _, kv := range ix.Config.Config.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case v == "":
+		case secretEnvRE.MatchString(k):
+			f = append(f, fmt.Sprintf("image config Env %s is set: secrets are passed at run time, not baked into the image", k))
+		case strings.Contains(v, "://") && urlPasswordRE.MatchString(v):
+			f = append(f, fmt.Sprintf("image config Env %s holds a URL with a password", k))
+		}
+	}
+	sort.Strings(f)
+	return f
+}
+
+func isEnvTemplate(base string) bool {
+	for _, s := range []string{".example", ".sample", ".template", ".dist"} {
+		if strings.HasSuffix(base, s) {
+			return true
+		}
+	}
+	return false
+}
+
+var secretNames = map[string]bool{
+	"id_rsa": true, "id_dsa": true, "id_ecdsa": true, "id_ed25519": true,
+	".pgpass": true, ".netrc": true, ".git-credentials": true, "credentials.json": true,
+	".htpasswd": true, ".dockercfg": true,
+}
+
+var (
+	passwordFileRE = regexp.MustCompile(`(?i)^(.*[._-])?(passwords?|secrets?|credentials?)([._-].*)?\.(txt|json|ya?ml|env|ini|conf|cfg|key)$|\.(p12|pfx|jks|keystore)$`)
+	secretEnvRE    = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|ACCESS_KEY)`)
+	urlPasswordRE  = regexp.MustCompile(`://[^/:@\s]+:[^@\s]+@`)
+)
+
+// BuildToolFindings lists build tools in the final filesystem of a runtime image.
+func BuildToolFindings(ix *ImageFiles, svc string) []string {
+	tools := map[string]bool{"gcc": true, "cc": true, "g++": true, "c++": true, "make": true, "uv": true, "uvx": true,
+		"pip": true, "pip3": true, "node": true, "nodejs": true, "npm": true, "npx": true, "yarn": true}
+	var f []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			f = append(f, s)
+		}
+	}
+	for _, e := range ix.Final.Files {
+		p := e.Path
+		dir, base := path.Split(p)
+		switch {
+		case strings.HasSuffix(dir, "bin/") && !e.IsDir() && (tools[base] || strings.HasPrefix(base, "pip3.") || strings.HasPrefix(base, "gcc-")):
+			add(p)
+		case p == "/var/lib/dpkg/info/build-essential.list":
+			add("the build-essential package (" + p + ")")
+		case svc == dockerstack.Backend && strings.HasSuffix(dir, "-packages/") && base == "pip" && e.IsDir():
+			add(p + "/ (pip inside the runtime Python)")
+		}
+		if i := strings.Index(p, "/node_modules"); i >= 0 && (len(p) == i+len("/node_modules") || p[i+len("/node_modules")] == '/') {
+			add(p[:i+len("/node_modules")] + "/")
+		}
+	}
+	sort.Strings(f)
+	return f
+}
+
+func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix string) Check {
+	return Check{
+		Name:    name,
+		Docker:  true,
+		Timeout: 2 * time.Minute,
+		Run: func(ctx context.Context, e *Env) Outcome {
+			var notes, bad []string
+			for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
+				ix, err := e.imageFiles(ctx, svc)
+				if err != nil {
+					return failf("could not read the %s image %s: %v", svc, e.Stack.Images[svc], err)
+				}
+				found := find(ix, svc)
+				n := 0
+				for _, l := range ix.Layers {
+					n += len(l)
+				}
+				notes = append(notes, fmt.Sprintf("%s: %d layers, %d entries", svc, len(ix.Layers), n))
+				for _, x := range found {
+					bad = append(bad, svc+": "+x)
+				}
+			}
+			if len(bad) > 0 {
+				shown := bad
+				if len(shown) > 8 {
+					shown = append(shown[:8:8], fmt.Sprintf("... and %d more", len(bad)-8))
+				}
+				return failf("%s: %s. %s", what, strings.Join(shown, "; "), fix).with(strings.Join(bad, "\n"))
+			}
+			return passf("none found (%s)", strings.Join(notes, "; "))
+		},
+	}
+}
+
+var securityNoSecrets = imageCheck("security.no_secrets", func(ix *ImageFiles, _ string) []string { return SecretFindings(ix) },
+	"secret-looking content in the image layers",
+	"Remove it from the build context (.dockerignore) or the build step; a file deleted in a later layer still ships in the earlier one")
+
+var securityNoBuildTools = imageCheck("security.no_build_tools", BuildToolFindings,
+	"build tools in a runtime image",
+	"Keep compilers, installers and node_modules in the builder stage; copy only the venv / dist into the runtime stage (ci/spec/images.go)")

@@ -1,0 +1,679 @@
+package dockerstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Service names, as in docker-compose.prod.yml, in start order (each waits for the one
+// before it to be healthy, like compose's depends_on: condition: service_healthy).
+const (
+	Postgres = "postgres"
+	Backend  = "backend"
+	Frontend = "frontend"
+)
+
+// Order is the start order.
+var Order = []string{Postgres, Backend, Frontend}
+
+// LabelRun marks everything a run creates; Down and Leftovers find resources by it, so a
+// run interrupted at any point can still be cleaned up.
+const (
+	LabelRun     = "org.kidney-genetics.kgci.run"
+	LabelService = "org.kidney-genetics.kgci.service"
+)
+
+// Database credentials of the ephemeral PostgreSQL. The password is random per run.
+const (
+	DBUser = "kidney_user"
+	DBName = "kidney_genetics"
+)
+
+// Ports inside the containers (ci/spec's BackendPort / FrontendPort).
+var containerPorts = map[string]int{Backend: 8000, Frontend: 8080}
+
+// Override changes one service for a fault test.
+type Override struct {
+	Image string   // another image
+	Env   []string // KEY=VALUE, after (so winning over) the stack's own
+	Args  []string // extra `docker create` flags, after the compose-derived ones
+	Cmd   []string // replaces the image's command
+}
+
+// Options configure Up.
+type Options struct {
+	Docker  *Docker
+	Compose *Compose // security options, networks, aliases, postgres healthcheck
+	RunID   string   // random when empty
+	Images  map[string]string
+	// StartupTimeout bounds the wait for each service to become healthy.
+	StartupTimeout time.Duration
+	// HealthInterval replaces the images' (30 s) interval so that a healthy service is
+	// noticed within about a second; the probe command itself stays the image's own.
+	HealthInterval time.Duration
+	Override       map[string]Override
+	Progress       io.Writer // one line per step; nil for silence
+}
+
+// Stack is one run's topology. Fields are filled in as services start, so a partly started
+// stack (Up returned an error) still says what is running.
+type Stack struct {
+	D      *Docker
+	RunID  string
+	Prefix string
+	// Networks maps the compose network name to this run's network.
+	Networks map[string]string
+	Volumes  map[string]string
+	// Containers maps service to container name, for every service that was created.
+	Containers map[string]string
+	// Aliases maps service to its compose container_name, which every other container of
+	// the run resolves (nginx.prod.conf names kidney_genetics_backend).
+	Aliases map[string]string
+	// URLs maps backend and frontend to http://127.0.0.1:PORT.
+	URLs map[string]string
+	// Startup records, per service, how long it took to become healthy and why it did not.
+	Startup    map[string]StartupResult
+	DBPassword string
+	Images     map[string]string
+	Compose    *Compose
+	opts       Options
+
+	mu sync.Mutex
+}
+
+// StartupResult is how one service's start went.
+type StartupResult struct {
+	Healthy  bool
+	Duration time.Duration
+	Err      *StartError
+}
+
+// StartError says why a service did not become healthy, with the evidence.
+type StartError struct {
+	Service   string
+	Container string
+	Reason    string
+	HealthLog string // last health probe outputs
+	Logs      string // container log tail
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("%s (container %s) did not become healthy: %s", e.Service, e.Container, e.Reason)
+}
+
+// Details is the evidence, for reports.
+func (e *StartError) Details() string {
+	var b strings.Builder
+	if e.HealthLog != "" {
+		fmt.Fprintf(&b, "last health probes:\n%s\n", e.HealthLog)
+	}
+	if e.Logs != "" {
+		fmt.Fprintf(&b, "container log (tail):\n%s", e.Logs)
+	}
+	return b.String()
+}
+
+// NewRunID returns a short random id; names stay readable in `docker ps`.
+func NewRunID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Stack) progress(format string, a ...any) {
+	if s.opts.Progress != nil {
+		fmt.Fprintf(s.opts.Progress, format+"\n", a...)
+	}
+}
+
+// Name returns this run's name for a resource.
+func (s *Stack) Name(suffix string) string { return s.Prefix + suffix }
+
+func (s *Stack) labels(service string) []string {
+	a := []string{"--label", LabelRun + "=" + s.RunID}
+	if service != "" {
+		a = append(a, "--label", LabelService+"="+service)
+	}
+	return a
+}
+
+// Up creates networks, volume and containers and starts the services in order, each one
+// only after the previous is healthy. On error the returned Stack is still valid: it holds
+// what was started (for checks and logs) and must be passed to Down.
+func Up(ctx context.Context, o Options) (*Stack, error) {
+	if o.Docker == nil {
+		o.Docker = FromEnv()
+	}
+	if o.Compose == nil {
+		return nil, errors.New("dockerstack: Options.Compose is required (load docker-compose.prod.yml)")
+	}
+	if o.RunID == "" {
+		o.RunID = NewRunID()
+	}
+	if o.StartupTimeout <= 0 {
+		o.StartupTimeout = 60 * time.Second
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = time.Second
+	}
+	pw := make([]byte, 16)
+	_, _ = rand.Read(pw)
+	s := &Stack{
+		D: o.Docker, RunID: o.RunID, Prefix: "kgci-" + o.RunID + "-",
+		Networks: map[string]string{}, Volumes: map[string]string{},
+		Containers: map[string]string{}, Aliases: map[string]string{}, URLs: map[string]string{},
+		Startup: map[string]StartupResult{}, DBPassword: hex.EncodeToString(pw),
+		Images: map[string]string{}, Compose: o.Compose, opts: o,
+	}
+	for k, v := range o.Images {
+		s.Images[k] = v
+	}
+	for _, svc := range Order {
+		if _, err := o.Compose.Service(svc); err != nil {
+			return s, err
+		}
+		if s.image(svc) == "" {
+			return s, fmt.Errorf("no image given for service %s", svc)
+		}
+	}
+	if err := s.createNetworks(ctx); err != nil {
+		return s, err
+	}
+	for _, svc := range Order {
+		if err := s.startService(ctx, svc); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Stack) image(svc string) string {
+	if ov, ok := s.opts.Override[svc]; ok && ov.Image != "" {
+		return ov.Image
+	}
+	return s.Images[svc]
+}
+
+func (s *Stack) createNetworks(ctx context.Context) error {
+	keys := make([]string, 0, len(s.Compose.Networks))
+	for k := range s.Compose.Networks {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		n := s.Compose.Networks[k]
+		name := s.Name(k)
+		args := append([]string{"network", "create"}, s.labels("")...)
+		// An external network (npm_proxy_network) is an ordinary bridge that NPM shares;
+		// internal: true is what keeps the database unreachable from it.
+		if n.Internal {
+			args = append(args, "--internal")
+		}
+		args = append(args, name)
+		if _, err := s.D.Run(ctx, args...); err != nil {
+			return err
+		}
+		s.Networks[k] = name
+	}
+	s.progress("networks: %s", strings.Join(mapValues(s.Networks), ", "))
+	return nil
+}
+
+// InternalNetwork is the run's network for the compose network marked internal: true.
+func (s *Stack) InternalNetwork() string { return s.networkWhere(true) }
+
+// ProxyNetwork is the run's network that stands for npm_proxy_network (not internal).
+func (s *Stack) ProxyNetwork() string { return s.networkWhere(false) }
+
+func (s *Stack) networkWhere(internal bool) string {
+	for k, n := range s.Compose.Networks {
+		if n.Internal == internal {
+			return s.Networks[k]
+		}
+	}
+	return ""
+}
+
+func (s *Stack) serviceEnv(svc string) []string {
+	switch svc {
+	case Postgres:
+		return []string{"POSTGRES_USER=" + DBUser, "POSTGRES_PASSWORD=" + s.DBPassword, "POSTGRES_DB=" + DBName}
+	case Backend:
+		return []string{
+			"DATABASE_URL=" + s.DatabaseURL(),
+			"LOG_LEVEL=info",
+			// The default (30 s) would hide a broken database behind a long wait.
+			"DB_CONNECT_TIMEOUT=20",
+		}
+	}
+	return nil
+}
+
+// DatabaseURL is what the backend gets: the postgres container by its production alias.
+func (s *Stack) DatabaseURL() string {
+	return fmt.Sprintf("postgresql://%s:%s@%s:5432/%s", DBUser, s.DBPassword, s.alias(Postgres), DBName)
+}
+
+func (s *Stack) alias(svc string) string {
+	c := s.Compose.Services[svc]
+	if c.ContainerName != "" {
+		return c.ContainerName
+	}
+	return svc
+}
+
+// CreateArgs are the `docker create` arguments for a service (without the image and
+// command), exported for tests that pin the translation of the compose file.
+func (s *Stack) CreateArgs(ctx context.Context, svc string) ([]string, error) {
+	c, err := s.Compose.Service(svc)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Networks) == 0 {
+		return nil, fmt.Errorf("%s: service %s is on no network", s.Compose.Path, svc)
+	}
+	first, ok := s.Networks[c.Networks[0]]
+	if !ok {
+		return nil, fmt.Errorf("%s: service %s uses network %q, which is not declared under networks:", s.Compose.Path, svc, c.Networks[0])
+	}
+	args := []string{"create", "--name", s.Name(svc), "--network", first, "--network-alias", s.alias(svc)}
+	args = append(args, s.labels(svc)...)
+	args = append(args, c.SecurityArgs()...)
+	for _, v := range c.Volumes {
+		src, dst, ok := strings.Cut(v, ":")
+		if !ok || strings.HasPrefix(src, ".") || strings.HasPrefix(src, "/") {
+			continue // bind mounts of the host's files have no place in the test stack
+		}
+		vol, err := s.volume(ctx, src)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-v", vol+":"+dst)
+	}
+	for _, e := range s.serviceEnv(svc) {
+		args = append(args, "-e", e)
+	}
+	if p, ok := containerPorts[svc]; ok {
+		// Loopback only, random host port: parallel runs never clash and nothing is
+		// reachable from outside the machine.
+		args = append(args, "-p", fmt.Sprintf("127.0.0.1::%d", p))
+	}
+	img, err := s.D.InspectImage(ctx, s.image(svc))
+	if err != nil {
+		return nil, fmt.Errorf("image for %s: %w", svc, err)
+	}
+	if img.Config.Healthcheck == nil || len(img.Config.Healthcheck.Test) == 0 || img.Config.Healthcheck.Test[0] == "NONE" {
+		// Base images (postgres) have no HEALTHCHECK; the compose file's applies.
+		args = append(args, c.Healthcheck.HealthArgs()...)
+	}
+	args = append(args, "--health-interval", s.opts.HealthInterval.String())
+	ov := s.opts.Override[svc]
+	for _, e := range ov.Env {
+		args = append(args, "-e", e)
+	}
+	args = append(args, ov.Args...)
+	return args, nil
+}
+
+func (s *Stack) volume(ctx context.Context, name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.Volumes[name]; ok {
+		return v, nil
+	}
+	v := s.Name(name)
+	args := append([]string{"volume", "create"}, s.labels("")...)
+	if _, err := s.D.Run(ctx, append(args, v)...); err != nil {
+		return "", err
+	}
+	s.Volumes[name] = v
+	return v, nil
+}
+
+func (s *Stack) startService(ctx context.Context, svc string) error {
+	t0 := time.Now()
+	args, err := s.CreateArgs(ctx, svc)
+	if err != nil {
+		return err
+	}
+	args = append(args, s.image(svc))
+	args = append(args, s.opts.Override[svc].Cmd...)
+	name := s.Name(svc)
+	if _, err := s.D.Run(ctx, args...); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.Containers[svc] = name
+	s.Aliases[svc] = s.alias(svc)
+	s.mu.Unlock()
+	c := s.Compose.Services[svc]
+	for _, n := range c.Networks[1:] {
+		net, ok := s.Networks[n]
+		if !ok {
+			return fmt.Errorf("%s: service %s uses network %q, which is not declared under networks:", s.Compose.Path, svc, n)
+		}
+		if _, err := s.D.Run(ctx, "network", "connect", "--alias", s.alias(svc), net, name); err != nil {
+			return err
+		}
+	}
+	if _, err := s.D.Run(ctx, "start", name); err != nil {
+		return err
+	}
+	if p, ok := containerPorts[svc]; ok {
+		hp, err := s.HostPort(ctx, name, p)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.URLs[svc] = "http://" + hp
+		s.mu.Unlock()
+	}
+	werr := s.WaitHealthy(ctx, svc, s.opts.StartupTimeout)
+	res := StartupResult{Healthy: werr == nil, Duration: time.Since(t0)}
+	if werr != nil {
+		var se *StartError
+		if !errors.As(werr, &se) {
+			return werr
+		}
+		res.Err = se
+	}
+	s.mu.Lock()
+	s.Startup[svc] = res
+	s.mu.Unlock()
+	if werr != nil {
+		return werr
+	}
+	s.progress("%-9s healthy in %.1fs (%s)", svc, res.Duration.Seconds(), name)
+	return nil
+}
+
+// HostPort returns 127.0.0.1:PORT published for the container's port.
+func (s *Stack) HostPort(ctx context.Context, container string, port int) (string, error) {
+	out, err := s.D.Run(ctx, "port", container, fmt.Sprintf("%d/tcp", port))
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "127.0.0.1:") {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("container %s: port %d is not published on 127.0.0.1 (docker port: %q)", container, port, out)
+}
+
+// WaitHealthy waits until Docker reports the service healthy, using the image's own
+// HEALTHCHECK. It fails early, with the evidence, when the container exits, when Docker
+// declares it unhealthy, or when the service already answers HTTP on its published port
+// while its health probe keeps failing (a wrong probe fails in seconds, not at the bound).
+func (s *Stack) WaitHealthy(ctx context.Context, svc string, bound time.Duration) error {
+	name := s.Containers[svc]
+	deadline := time.Now().Add(bound)
+	fail := func(reason string, info *ContainerInfo) error {
+		se := &StartError{Service: svc, Container: name, Reason: reason}
+		if info != nil && info.State.Health != nil {
+			se.HealthLog = healthLog(info.State.Health)
+		}
+		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		se.Logs, _ = s.D.Logs(lctx, name, 60)
+		return se
+	}
+	for {
+		info, err := s.D.Inspect(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		st := info.State
+		switch {
+		case !st.Running && st.Status != "created" && st.Status != "restarting":
+			r := fmt.Sprintf("container %s with exit code %d", st.Status, st.ExitCode)
+			if st.OOMKilled {
+				r += " (killed: out of memory)"
+			}
+			if st.Error != "" {
+				r += ": " + st.Error
+			}
+			return fail(r+"; its log below says why", info)
+		case st.Health == nil:
+			return fail("the container has no health check; the image needs a HEALTHCHECK (ci/spec Config.Healthcheck) or the compose service a healthcheck:", info)
+		case st.Health.Status == "healthy":
+			return nil
+		case st.Health.Status == "unhealthy":
+			return fail(fmt.Sprintf("Docker marked it unhealthy; the health probe %s fails", probeString(info)), info)
+		}
+		if n := failingStreak(st.Health); n >= 3 {
+			if u := s.URLs[svc]; u != "" && answersHTTP(ctx, u) {
+				return fail(fmt.Sprintf("it answers HTTP on %s, but its health probe %s failed %d times in a row: the probe (path, port or tool) is wrong, or the service reports itself unhealthy", u, probeString(info), n), info)
+			}
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Sprintf("still %q after %s; the health probe %s never succeeded", st.Health.Status, bound, probeString(info)), info)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func probeString(info *ContainerInfo) string {
+	if info.Config.Healthcheck == nil {
+		return "(none)"
+	}
+	return fmt.Sprintf("%q", info.Config.Healthcheck.Test)
+}
+
+func failingStreak(h *Health) int {
+	n := 0
+	for i := len(h.Log) - 1; i >= 0 && h.Log[i].ExitCode != 0; i-- {
+		n++
+	}
+	return n
+}
+
+func healthLog(h *Health) string {
+	var b strings.Builder
+	start := len(h.Log) - 3
+	if start < 0 {
+		start = 0
+	}
+	for _, l := range h.Log[start:] {
+		fmt.Fprintf(&b, "  exit %d: %s\n", l.ExitCode, strings.TrimSpace(l.Output))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func answersHTTP(ctx context.Context, base string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+// StopService stops a service's container (the destructive checks' "database down").
+func (s *Stack) StopService(ctx context.Context, svc string, grace time.Duration) error {
+	_, err := s.D.Run(ctx, "stop", "--time", fmt.Sprint(int(grace.Seconds())), s.Containers[svc])
+	return err
+}
+
+// StartService starts a stopped service again and waits for it to be healthy.
+func (s *Stack) StartService(ctx context.Context, svc string, bound time.Duration) error {
+	if _, err := s.D.Run(ctx, "start", s.Containers[svc]); err != nil {
+		return err
+	}
+	return s.WaitHealthy(ctx, svc, bound)
+}
+
+// RunArgs returns `docker run` flags that label a throwaway container as part of this run,
+// so Down removes it even if its caller never got to.
+func (s *Stack) RunArgs(name, service string) []string {
+	return append([]string{"--name", s.Name(name)}, s.labels(service)...)
+}
+
+// Down removes every container, network and volume of the run. It uses its own context
+// (the caller's may be cancelled by Ctrl-C) and reports what it could not remove.
+func (s *Stack) Down(timeout time.Duration) error {
+	if s == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return RemoveRun(ctx, s.D, s.RunID)
+}
+
+// RemoveRun removes everything labelled with runID.
+func RemoveRun(ctx context.Context, d *Docker, runID string) error {
+	var errs []error
+	filter := "label=" + LabelRun + "=" + runID
+	if ids, err := d.Run(ctx, "ps", "-aq", "--filter", filter); err != nil {
+		errs = append(errs, err)
+	} else if ids != "" {
+		if _, err := d.Run(ctx, append([]string{"rm", "-f", "-v"}, strings.Fields(ids)...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ids, err := d.Run(ctx, "network", "ls", "-q", "--filter", filter); err != nil {
+		errs = append(errs, err)
+	} else if ids != "" {
+		if _, err := d.Run(ctx, append([]string{"network", "rm"}, strings.Fields(ids)...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ids, err := d.Run(ctx, "volume", "ls", "-q", "--filter", filter); err != nil {
+		errs = append(errs, err)
+	} else if ids != "" {
+		if _, err := d.Run(ctx, append([]string{"volume", "rm", "-f"}, strings.Fields(ids)...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cleanup of run %s incomplete: %w\nremove by hand: docker rm -f $(docker ps -aq --filter %s); docker network rm $(docker network ls -q --filter %s); docker volume rm $(docker volume ls -q --filter %s)", runID, err, filter, filter, filter)
+	}
+	return nil
+}
+
+// Leftovers lists containers, networks and volumes whose name starts with the run's
+// prefix or that carry its label: after Down it must be empty.
+func Leftovers(ctx context.Context, d *Docker, runID string) ([]string, error) {
+	prefix := "kgci-" + runID + "-"
+	var left []string
+	for _, q := range [][]string{
+		{"ps", "-a", "--format", "container {{.Names}} {{.Label \"" + LabelRun + "\"}}"},
+		{"network", "ls", "--format", "network {{.Name}} {{.Label \"" + LabelRun + "\"}}"},
+		{"volume", "ls", "--format", "volume {{.Name}} {{.Label \"" + LabelRun + "\"}}"},
+	} {
+		out, err := d.Run(ctx, q...)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range strings.Split(out, "\n") {
+			f := strings.Fields(l)
+			if len(f) < 2 {
+				continue
+			}
+			if strings.HasPrefix(f[1], prefix) || (len(f) > 2 && f[2] == runID) {
+				left = append(left, f[0]+" "+f[1])
+			}
+		}
+	}
+	return left, nil
+}
+
+// SaveLogs writes every container of the run to dir/<service>.log (plus its state and
+// health probes), for the report and for whoever debugs a red run.
+func (s *Stack) SaveLogs(dir string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	out, err := s.D.Run(ctx, "ps", "-a", "--filter", "label="+LabelRun+"="+s.RunID,
+		"--format", "{{.Names}}\t{{.Label \""+LabelService+"\"}}")
+	if err != nil {
+		return nil, err
+	}
+	var written []string
+	for _, l := range strings.Split(out, "\n") {
+		name, svc, _ := strings.Cut(strings.TrimSpace(l), "\t")
+		if name == "" {
+			continue
+		}
+		file := svc
+		if file == "" || file != strings.TrimPrefix(name, s.Prefix) {
+			file = strings.TrimPrefix(name, s.Prefix)
+		}
+		logs, lerr := s.D.Logs(ctx, name, 0)
+		var b strings.Builder
+		fmt.Fprintf(&b, "# container %s (service %s)\n", name, svc)
+		if info, err := s.D.Inspect(ctx, name); err == nil {
+			fmt.Fprintf(&b, "# state: %s exit=%d started=%s finished=%s\n", info.State.Status, info.State.ExitCode, info.State.StartedAt, info.State.FinishedAt)
+			if info.State.Health != nil {
+				fmt.Fprintf(&b, "# health: %s\n%s\n", info.State.Health.Status, prefixLines(healthLog(info.State.Health), "# "))
+			}
+		}
+		if lerr != nil {
+			fmt.Fprintf(&b, "# docker logs failed: %v\n", lerr)
+		}
+		b.WriteString(logs)
+		p := filepath.Join(dir, file+".log")
+		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+			return written, err
+		}
+		written = append(written, p)
+	}
+	return written, nil
+}
+
+func prefixLines(s, p string) string {
+	if s == "" {
+		return ""
+	}
+	return p + strings.ReplaceAll(s, "\n", "\n"+p)
+}
+
+func mapValues(m map[string]string) []string {
+	v := make([]string, 0, len(m))
+	for _, x := range m {
+		v = append(v, x)
+	}
+	sort.Strings(v)
+	return v
+}
+
+// LoopbackOnly reports whether a host:port (or URL host) is a loopback address, the only
+// kind of address the checker may target on the docker runtime.
+func LoopbackOnly(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

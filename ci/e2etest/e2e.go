@@ -1,0 +1,291 @@
+// Package e2etest runs the end-to-end suite (`kgci test-e2e`): built images plus an
+// ephemeral PostgreSQL in the production topology, the named checks, the reports, and
+// removal of everything the run created. Its tests inject faults and verify that each one
+// turns a named check red.
+package e2etest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/baseimage"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
+)
+
+// OfflinePostgresTag is where the offline postgres base is loaded into Docker.
+const OfflinePostgresTag = "kidney-base/postgres:offline"
+
+// Config of one run.
+type Config struct {
+	Docker      *dockerstack.Docker
+	Profile     spec.Profile
+	Tag         string // of kidney_genetics_backend / kidney_genetics_frontend
+	ResultsDir  string
+	ComposeFile string // docker-compose.prod.yml
+	BudgetFile  string // budgets.yaml; empty skips size.budgets
+	// BaseCache is $KGCI_CACHE (offline bases under base/<name>).
+	BaseCache string
+	Checks    []string // names or groups; all when empty
+	// StartupTimeout bounds each service's wait for healthy.
+	StartupTimeout time.Duration
+	// KeepOnFailure leaves a failed run's containers for inspection.
+	KeepOnFailure bool
+	RunID         string
+	// Images overrides the image of a service (fault tests: derived images).
+	Images   map[string]string
+	Override map[string]dockerstack.Override
+	// BeforeChecks runs after Up and before the checks (fault tests: stop the database).
+	BeforeChecks func(ctx context.Context, s *dockerstack.Stack) error
+	Out          io.Writer // progress; os.Stdout in the command
+}
+
+// Result of a run.
+type Result struct {
+	Report  *report.Run
+	Files   []string // reports and logs written
+	Stack   *dockerstack.Stack
+	DownErr error
+	Kept    bool // containers left running (KeepOnFailure)
+}
+
+// Passed is true when every check passed or was skipped and the run cleaned up after itself.
+func (r *Result) Passed() bool { return r.Report.Passed() && r.DownErr == nil }
+
+// Result returns the named check's result.
+func (r *Result) Check(name string) (checks.Result, bool) {
+	for _, x := range r.Report.Results {
+		if x.Name == name {
+			return x, true
+		}
+	}
+	return checks.Result{}, false
+}
+
+func (c *Config) defaults() error {
+	if c.Docker == nil {
+		c.Docker = dockerstack.FromEnv()
+	}
+	if c.Tag == "" {
+		c.Tag = "latest"
+	}
+	if c.ResultsDir == "" {
+		c.ResultsDir = "results"
+	}
+	if c.ComposeFile == "" {
+		p, err := dockerstack.FindRepoFile(".", dockerstack.ProdComposeFile)
+		if err != nil {
+			return err
+		}
+		c.ComposeFile = p
+	}
+	if c.BaseCache == "" {
+		c.BaseCache = os.Getenv("KGCI_CACHE")
+		if c.BaseCache == "" {
+			c.BaseCache = "/var/cache/kidney-genetics-ci"
+		}
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.RunID == "" {
+		c.RunID = dockerstack.NewRunID()
+	}
+	return nil
+}
+
+// ImageRefs returns the images a run uses for the profile and tag.
+func ImageRefs(p spec.Profile, tag string) map[string]string {
+	pg := spec.Bases(p)[spec.BasePostgres].Ref
+	if p == spec.Offline {
+		pg = OfflinePostgresTag
+	}
+	return map[string]string{
+		dockerstack.Backend:  "kidney_genetics_backend:" + tag,
+		dockerstack.Frontend: "kidney_genetics_frontend:" + tag,
+		dockerstack.Postgres: pg,
+	}
+}
+
+// EnsureImages checks that the app images are loaded and loads or pulls postgres.
+func EnsureImages(ctx context.Context, c *Config, refs map[string]string) error {
+	for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
+		if _, err := c.Docker.InspectImage(ctx, refs[svc]); err != nil {
+			return fmt.Errorf("image %s is not in the Docker engine (%v); build and load it first: kgci build --profile %s --load", refs[svc], err, c.Profile)
+		}
+	}
+	pg := refs[dockerstack.Postgres]
+	if _, err := c.Docker.InspectImage(ctx, pg); err == nil {
+		return nil
+	}
+	if pg != OfflinePostgresTag {
+		fmt.Fprintf(c.Out, "pulling %s\n", pg)
+		_, err := c.Docker.Run(ctx, "pull", pg)
+		return err
+	}
+	layout := filepath.Join(c.BaseCache, "base", string(spec.BasePostgres))
+	tmp, err := os.MkdirTemp("", "kgci-pg-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	archive := filepath.Join(tmp, "postgres.tar")
+	if err := baseimage.WriteDockerArchive(layout, string(spec.BasePostgres), pg, archive); err != nil {
+		return fmt.Errorf("offline postgres base: %w; make it with: scripts/make-base-images.sh postgres", err)
+	}
+	if _, err := c.Docker.Run(ctx, "load", "-i", archive); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Out, "loaded %s from %s\n", pg, layout)
+	return nil
+}
+
+// Run executes the suite. A returned error means the suite could not run at all (no engine,
+// no images); check failures are in Result.Report. Whatever happens, everything the run
+// created is removed before Run returns (unless KeepOnFailure and something failed), also
+// when ctx is cancelled (Ctrl-C).
+func Run(ctx context.Context, c Config) (*Result, error) {
+	t0 := time.Now()
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	if _, err := c.Docker.Ping(ctx); err != nil {
+		return nil, err
+	}
+	compose, err := dockerstack.LoadCompose(c.ComposeFile)
+	if err != nil {
+		return nil, err
+	}
+	list, err := checks.Select(checks.All(), c.Checks)
+	if err != nil {
+		return nil, err
+	}
+	refs := ImageRefs(c.Profile, c.Tag)
+	if err := EnsureImages(ctx, &c, refs); err != nil {
+		return nil, err
+	}
+	for k, v := range c.Images {
+		refs[k] = v
+	}
+
+	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0}}
+	fmt.Fprintf(c.Out, "run %s: starting postgres -> backend -> frontend (resources kgci-%s-*)\n", c.RunID, c.RunID)
+	stack, upErr := dockerstack.Up(ctx, dockerstack.Options{
+		Docker: c.Docker, Compose: compose, RunID: c.RunID, Images: refs,
+		StartupTimeout: c.StartupTimeout, Override: c.Override, Progress: c.Out,
+	})
+	res.Stack = stack
+	defer func() {
+		if res.Kept {
+			return
+		}
+		res.DownErr = stack.Down(60 * time.Second)
+		if res.DownErr != nil {
+			fmt.Fprintf(c.Out, "cleanup: %v\n", res.DownErr)
+		}
+	}()
+	if stack == nil {
+		return nil, upErr
+	}
+	results := checks.StartupResults(stack, upErr)
+	for _, r := range results {
+		if r.Status == checks.Fail {
+			PrintResult(c.Out, r)
+		}
+	}
+	if upErr != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted while starting the stack: %w", ctx.Err())
+	}
+
+	env := &checks.Env{
+		Runtime: "docker", Stack: stack, ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile),
+		BackendURL: stack.URLs[dockerstack.Backend], FrontendURL: stack.URLs[dockerstack.Frontend],
+	}
+	defer env.Close()
+	if c.BeforeChecks != nil {
+		if err := c.BeforeChecks(ctx, stack); err != nil {
+			return nil, fmt.Errorf("before checks: %w", err)
+		}
+	}
+	var mu sync.Mutex
+	results = append(results, checks.Run(ctx, list, env, func(r checks.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		PrintResult(c.Out, r)
+	})...)
+	res.Report.Results = results
+	if ctx.Err() != nil {
+		fmt.Fprintf(c.Out, "interrupted: %v\n", ctx.Err())
+	}
+
+	failed := !res.Report.Passed() || ctx.Err() != nil
+	logs := map[string]string{}
+	if failed {
+		files, err := stack.SaveLogs(filepath.Join(c.ResultsDir, "logs"))
+		if err != nil {
+			fmt.Fprintf(c.Out, "saving logs: %v\n", err)
+		}
+		for _, f := range files {
+			rel, _ := filepath.Rel(c.ResultsDir, f)
+			res.Report.Logs = append(res.Report.Logs, rel)
+			if b, err := os.ReadFile(f); err == nil {
+				logs[strings.TrimSuffix(filepath.Base(f), ".log")] = tail(string(b), 30)
+			}
+		}
+		res.Files = append(res.Files, files...)
+		if c.KeepOnFailure {
+			res.Kept = true
+			fmt.Fprintf(c.Out, "keeping the failed run's containers (--keep-on-failure); remove them with:\n  docker rm -f $(docker ps -aq --filter label=%s=%s); docker network rm $(docker network ls -q --filter label=%s=%s); docker volume rm $(docker volume ls -q --filter label=%s=%s)\n",
+				dockerstack.LabelRun, c.RunID, dockerstack.LabelRun, c.RunID, dockerstack.LabelRun, c.RunID)
+		}
+	}
+	res.Report.Duration = time.Since(t0)
+	files, err := report.Write(c.ResultsDir, res.Report, func(svc string) string { return logs[svc] })
+	res.Files = append(res.Files, files...)
+	if err != nil {
+		return res, fmt.Errorf("writing reports: %w", err)
+	}
+	if md, err := os.ReadFile(filepath.Join(c.ResultsDir, report.MarkdownFile)); err == nil {
+		if err := report.AppendStepSummary(md); err != nil {
+			fmt.Fprintf(c.Out, "GITHUB_STEP_SUMMARY: %v\n", err)
+		}
+	}
+	return res, nil
+}
+
+// PrintResult prints one finished check on one line (plus evidence for failures).
+func PrintResult(w io.Writer, r checks.Result) {
+	mark := map[checks.Status]string{checks.Pass: "PASS", checks.Fail: "FAIL", checks.Skip: "SKIP"}[r.Status]
+	fmt.Fprintf(w, "%s %-34s %6.2fs  %s\n", mark, r.Name, r.Duration.Seconds(), oneLine(r.Message, 220))
+	if r.Status == checks.Fail && r.Details != "" {
+		fmt.Fprintf(w, "     %s\n", strings.ReplaceAll(tail(r.Details, 15), "\n", "\n     "))
+	}
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n-3] + "..."
+	}
+	return s
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ErrFailed is returned by the command when a check failed.
+var ErrFailed = errors.New("end-to-end checks failed")

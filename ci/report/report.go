@@ -1,0 +1,361 @@
+// Package report writes check results as JUnit XML (for CI test views), a Markdown summary
+// (for $GITHUB_STEP_SUMMARY) and JSON (for programs), all into the results directory.
+package report
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
+)
+
+// File names inside the results directory.
+const (
+	JUnitFile    = "junit.xml"
+	MarkdownFile = "summary.md"
+	JSONFile     = "results.json"
+)
+
+// SchemaVersion identifies the JSON layout below; bump it on incompatible changes.
+const SchemaVersion = "kgci.e2e.results/v1"
+
+// Run is one invocation of kgci test-e2e or kgci check.
+type Run struct {
+	Command  string // "test-e2e" or "check"
+	Runtime  string // "docker" or "dagger"
+	Profile  string // "offline", "upstream", or empty
+	RunID    string
+	Started  time.Time
+	Duration time.Duration
+	Results  []checks.Result
+	// Logs are files written next to the reports (results/logs/<service>.log), relative
+	// to the results directory.
+	Logs []string
+}
+
+// Counts of each status.
+func (r *Run) Counts() (pass, fail, skip int) {
+	for _, x := range r.Results {
+		switch x.Status {
+		case checks.Pass:
+			pass++
+		case checks.Fail:
+			fail++
+		default:
+			skip++
+		}
+	}
+	return
+}
+
+// Passed is true when no check failed (skips do not fail a run).
+func (r *Run) Passed() bool {
+	_, f, _ := r.Counts()
+	return f == 0
+}
+
+// JSON document (results.json), schema "kgci.e2e.results/v1":
+//
+//	{
+//	  "schema":      "kgci.e2e.results/v1",
+//	  "command":     "test-e2e" | "check",
+//	  "runtime":     "docker" | "dagger",
+//	  "profile":     "offline" | "upstream" | "",
+//	  "run_id":      string,              // kgci-<run_id>-* were the run's Docker resources
+//	  "started":     RFC 3339 timestamp,
+//	  "duration_ms": integer,             // wall time of the whole run
+//	  "passed":      boolean,             // true iff no check has status "fail"
+//	  "counts":      {"pass": n, "fail": n, "skip": n},
+//	  "checks": [                         // in report order
+//	    {
+//	      "name":        "health.through_nginx", // stable; group = text before the first "."
+//	      "group":       "health",
+//	      "status":      "pass" | "fail" | "skip",
+//	      "duration_ms": integer,
+//	      "message":     string,   // what was seen; on failure, what to fix
+//	      "details":     string    // optional evidence (command output, log tail)
+//	    }
+//	  ],
+//	  "logs": ["logs/backend.log", ...]   // optional, relative to the results directory
+//	}
+type jsonDoc struct {
+	Schema     string      `json:"schema"`
+	Command    string      `json:"command"`
+	Runtime    string      `json:"runtime"`
+	Profile    string      `json:"profile"`
+	RunID      string      `json:"run_id"`
+	Started    string      `json:"started"`
+	DurationMS int64       `json:"duration_ms"`
+	Passed     bool        `json:"passed"`
+	Counts     jsonCounts  `json:"counts"`
+	Checks     []jsonCheck `json:"checks"`
+	Logs       []string    `json:"logs,omitempty"`
+}
+
+type jsonCounts struct {
+	Pass int `json:"pass"`
+	Fail int `json:"fail"`
+	Skip int `json:"skip"`
+}
+
+type jsonCheck struct {
+	Name       string `json:"name"`
+	Group      string `json:"group"`
+	Status     string `json:"status"`
+	DurationMS int64  `json:"duration_ms"`
+	Message    string `json:"message"`
+	Details    string `json:"details,omitempty"`
+}
+
+// JSON renders results.json.
+func JSON(r *Run) ([]byte, error) {
+	p, f, s := r.Counts()
+	d := jsonDoc{
+		Schema: SchemaVersion, Command: r.Command, Runtime: r.Runtime, Profile: r.Profile, RunID: r.RunID,
+		Started: r.Started.UTC().Format(time.RFC3339), DurationMS: r.Duration.Milliseconds(),
+		Passed: r.Passed(), Counts: jsonCounts{p, f, s}, Logs: r.Logs, Checks: []jsonCheck{},
+	}
+	for _, x := range r.Results {
+		d.Checks = append(d.Checks, jsonCheck{
+			Name: x.Name, Group: x.Group, Status: string(x.Status),
+			DurationMS: x.Duration.Milliseconds(), Message: x.Message, Details: x.Details,
+		})
+	}
+	b, err := json.MarshalIndent(d, "", "  ")
+	return append(b, '\n'), err
+}
+
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name      string      `xml:"name,attr"`
+	Tests     int         `xml:"tests,attr"`
+	Failures  int         `xml:"failures,attr"`
+	Errors    int         `xml:"errors,attr"`
+	Skipped   int         `xml:"skipped,attr"`
+	Time      string      `xml:"time,attr"`
+	Timestamp string      `xml:"timestamp,attr"`
+	Cases     []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitFailure `xml:"failure,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",chardata"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
+
+// JUnit renders junit.xml: one <testsuite> per group (in order of first appearance), one
+// <testcase> per check. encoding/xml escapes markup and replaces characters XML cannot
+// hold (ANSI escapes from container logs) with U+FFFD, so any message is safe.
+func JUnit(r *Run) ([]byte, error) {
+	p, f, s := r.Counts()
+	doc := junitSuites{Name: "kgci " + r.Command, Tests: p + f + s, Failures: f, Skipped: s, Time: secs(r.Duration)}
+	idx := map[string]int{}
+	for _, x := range r.Results {
+		i, ok := idx[x.Group]
+		if !ok {
+			i = len(doc.Suites)
+			idx[x.Group] = i
+			doc.Suites = append(doc.Suites, junitSuite{Name: x.Group, Timestamp: r.Started.UTC().Format("2006-01-02T15:04:05")})
+		}
+		su := &doc.Suites[i]
+		c := junitCase{Name: x.Name, Classname: "kgci." + x.Group, Time: secs(x.Duration)}
+		switch x.Status {
+		case checks.Fail:
+			c.Failure = &junitFailure{Message: x.Message, Type: "fail", Text: strings.TrimSpace(x.Message + "\n\n" + x.Details)}
+			su.Failures++
+		case checks.Skip:
+			c.Skipped = &junitSkipped{Message: x.Message}
+			su.Skipped++
+		default:
+			c.SystemOut = x.Message
+		}
+		su.Tests++
+		su.Cases = append(su.Cases, c)
+	}
+	for i := range doc.Suites {
+		var t time.Duration
+		for _, x := range r.Results {
+			if x.Group == doc.Suites[i].Name {
+				t += x.Duration
+			}
+		}
+		doc.Suites[i].Time = secs(t)
+	}
+	b, err := xml.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(xml.Header), append(b, '\n')...), nil
+}
+
+// Markdown renders summary.md for $GITHUB_STEP_SUMMARY: a headline, one table row per check
+// and, for the first failure, its evidence with the log tail.
+func Markdown(r *Run, logTail func(service string) string) []byte {
+	var b strings.Builder
+	p, f, s := r.Counts()
+	icon := "✅"
+	if f > 0 {
+		icon = "❌"
+	}
+	title := "kgci " + r.Command
+	if r.Profile != "" {
+		title += " (" + r.Profile + ")"
+	}
+	fmt.Fprintf(&b, "## %s %s\n\n", icon, title)
+	fmt.Fprintf(&b, "**%d passed, %d failed, %d skipped** in %.1fs · runtime %s", p, f, s, r.Duration.Seconds(), r.Runtime)
+	if r.RunID != "" {
+		fmt.Fprintf(&b, " · run `%s`", r.RunID)
+	}
+	b.WriteString("\n\n")
+	var first *checks.Result
+	for i := range r.Results {
+		if r.Results[i].Status == checks.Fail {
+			first = &r.Results[i]
+			break
+		}
+	}
+	if first != nil {
+		fmt.Fprintf(&b, "> [!CAUTION]\n> **First failure: `%s`** — %s\n\n", first.Name, mdInline(first.Message))
+	}
+	b.WriteString("| | Check | Time | Result |\n|---|---|---:|---|\n")
+	for _, x := range r.Results {
+		st := map[checks.Status]string{checks.Pass: "✅", checks.Fail: "❌", checks.Skip: "⏭️"}[x.Status]
+		name := "`" + x.Name + "`"
+		if first != nil && x.Name == first.Name {
+			name = "**" + name + "**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.2fs | %s |\n", st, name, x.Duration.Seconds(), mdCell(x.Message))
+	}
+	if first != nil {
+		ev := first.Details
+		if logTail != nil {
+			if svc := serviceOf(first.Name); svc != "" {
+				if t := logTail(svc); t != "" && !strings.Contains(ev, t) {
+					ev = strings.TrimSpace(ev + "\n\n" + svc + " log (tail):\n" + t)
+				}
+			}
+		}
+		if ev != "" {
+			fmt.Fprintf(&b, "\n<details open><summary>Evidence for <code>%s</code></summary>\n\n%s\n\n</details>\n", first.Name, fence(ev))
+		}
+	}
+	if len(r.Logs) > 0 {
+		sorted := append([]string(nil), r.Logs...)
+		sort.Strings(sorted)
+		fmt.Fprintf(&b, "\nContainer logs: %s\n", "`"+strings.Join(sorted, "`, `")+"`")
+	}
+	return []byte(b.String())
+}
+
+// serviceOf guesses which service's log explains a failing check.
+func serviceOf(name string) string {
+	switch {
+	case strings.HasSuffix(name, "postgres"):
+		return "postgres"
+	case strings.Contains(name, "frontend"), strings.Contains(name, "nginx"), strings.HasPrefix(name, "websocket."), strings.HasPrefix(name, "gzip."):
+		return "frontend"
+	case strings.Contains(name, "backend"), strings.HasPrefix(name, "health."):
+		return "backend"
+	}
+	return ""
+}
+
+// mdCell makes text safe inside a table cell: no row breaks, no column breaks, no HTML.
+func mdCell(s string) string {
+	s = mdInline(s)
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return s
+}
+
+func mdInline(s string) string {
+	s = strings.TrimSpace(s)
+	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r\n", "<br>", "\n", "<br>", "\r", "<br>")
+	return r.Replace(s)
+}
+
+// fence wraps text in a code fence longer than any backtick run inside it.
+func fence(s string) string {
+	longest, run := 0, 0
+	for _, c := range s {
+		if c == '`' {
+			run++
+			if run > longest {
+				longest = run
+			}
+		} else {
+			run = 0
+		}
+	}
+	f := strings.Repeat("`", max(3, longest+1))
+	return f + "text\n" + s + "\n" + f
+}
+
+// Write writes the three reports into dir and returns their paths.
+func Write(dir string, r *Run, logTail func(string) string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	j, err := JUnit(r)
+	if err != nil {
+		return nil, err
+	}
+	js, err := JSON(r)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{JUnitFile: j, JSONFile: js, MarkdownFile: Markdown(r, logTail)}
+	var out []string
+	for _, n := range []string{JUnitFile, MarkdownFile, JSONFile} {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, files[n], 0o644); err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// AppendStepSummary appends the Markdown to $GITHUB_STEP_SUMMARY when it is set.
+func AppendStepSummary(md []byte) error {
+	p := os.Getenv("GITHUB_STEP_SUMMARY")
+	if p == "" {
+		return nil
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Write(append(md, '\n'))
+	return err
+}
