@@ -203,18 +203,23 @@ func TestBackendOffline(t *testing.T) {
 
 	assert.Equal(t, []string{
 		"FROM oci-layout://docker.io/kidney-base/python@" + digests[spec.BasePython].String(),
-		"RUN sh -c apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*",
+		"RUN sh -c apt-get update && apt-get install -y --no-install-recommends curl",
 		"RUN sh -c groupadd -r -g 1000 kidney-api && useradd -r -u 1000 -g kidney-api -m -s /bin/bash kidney-api",
 		"COPY /opt/venv /opt/venv",
 		"COPY /backend/app /app/app",
 	}, rl)
 
-	// The runtime's apt step has no cache mounts: its lists are deleted in
-	// the same layer and must not be shared with the builder's locked cache.
+	// The runtime's apt step keeps apt's lists and caches in the same
+	// locked cache mounts as the builder, so none of it lands in the layer.
+	rc := map[string]string{}
 	for _, m := range g.exec(runtime[1]).Mounts {
-		assert.NotEqual(t, pb.MountType_CACHE, m.MountType)
 		assert.NotEqual(t, pb.MountType_SECRET, m.MountType)
+		if m.MountType == pb.MountType_CACHE {
+			assert.Equal(t, pb.CacheSharingOpt_LOCKED, m.CacheOpt.Sharing)
+			rc[m.Dest] = m.CacheOpt.ID
+		}
 	}
+	assert.Equal(t, map[string]string{"/var/cache/apt": "kidney-apt-cache", "/var/lib/apt/lists": "kidney-apt-lists"}, rc)
 	// Base env reaches every RUN (FROM inheritance).
 	assert.Equal(t, basePath, envMap(g.exec(runtime[1]).Meta.Env)["PATH"])
 	assert.Equal(t, "python", envMap(g.exec(runtime[1]).Meta.Env)["BASE_KIND"])

@@ -1,0 +1,367 @@
+// Package buildkit solves the graphs of ci/llbgraph on a running buildkitd
+// and exports the images as tarballs, optionally loading them into Docker.
+package buildkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
+)
+
+// DefaultAddr is where scripts/engines/buildkitd.sh listens.
+const DefaultAddr = "unix:///run/kgci/buildkitd.sock"
+
+// DefaultHostCA is the bundle that trusts the TLS-re-signing proxy.
+const DefaultHostCA = "/etc/ssl/certs/ca-certificates.crt"
+
+// Addr is BUILDKIT_HOST or DefaultAddr.
+func Addr() string {
+	if a := os.Getenv("BUILDKIT_HOST"); a != "" {
+		return a
+	}
+	return DefaultAddr
+}
+
+// Connect returns a client that has answered once, so a missing daemon is
+// reported here rather than in the middle of a build.
+func Connect(ctx context.Context, addr string) (*client.Client, error) {
+	hint := "start it with scripts/engines/buildkitd.sh start or set BUILDKIT_HOST"
+	c, err := client.New(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach buildkitd at %s: %w; %s", addr, err, hint)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.ListWorkers(pctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cannot reach buildkitd at %s: %w; %s", addr, err, hint)
+	}
+	return c, nil
+}
+
+// Options configure a build of the production images.
+type Options struct {
+	Spec spec.Options
+	// RepoRoot is sent as the "source" local (only the paths each image
+	// copies, see llbgraph.Source).
+	RepoRoot string
+	// BaseDir holds the offline OCI layouts (llbgraph.DefaultBaseDir()).
+	BaseDir string
+	// HostCA is the CA bundle served as the host-ca secret.
+	HostCA string
+	// OutDir receives <name>.tar (docker format) and, with OCI, <name>.oci.tar.
+	OutDir string
+	OCI    bool
+	// Tag replaces the tag of spec.Image.Tag ("latest" when empty).
+	Tag string
+	// Sequential builds one image after the other (benchmarking).
+	Sequential bool
+	// Progress receives BuildKit's progress; ProgressMode is auto, plain,
+	// tty, quiet or rawjson.
+	Progress     io.Writer
+	ProgressMode string
+}
+
+// Result describes one exported image.
+type Result struct {
+	Name         string        `json:"name"`
+	Tag          string        `json:"tag"`
+	Profile      string        `json:"profile"`
+	Tarball      string        `json:"tarball"`
+	OCITarball   string        `json:"oci_tarball,omitempty"`
+	Digest       string        `json:"digest"`
+	ConfigDigest string        `json:"config_digest"`
+	GraphDigest  string        `json:"graph_digest"`
+	Duration     time.Duration `json:"duration_ns"`
+	Seconds      float64       `json:"seconds"`
+}
+
+// TagFor is the local tag for img with tag.
+func TagFor(img spec.Image, tag string) string {
+	if tag == "" {
+		tag = "latest"
+	}
+	repo, _, _ := strings.Cut(img.Tag, ":")
+	return repo + ":" + tag
+}
+
+// Build builds every image, in parallel unless opt.Sequential, with one
+// shared progress display.
+func Build(ctx context.Context, c *client.Client, imgs []spec.Image, opt Options) ([]Result, error) {
+	if opt.OutDir == "" {
+		return nil, errors.New("no output directory given")
+	}
+	if err := os.MkdirAll(opt.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	// Check everything that can be checked without the daemon first, so
+	// a missing base image does not surface after minutes of the other build.
+	prepared := make([]prepared, len(imgs))
+	for i, img := range imgs {
+		p, err := prepare(img, opt)
+		if err != nil {
+			return nil, err
+		}
+		prepared[i] = p
+	}
+
+	mode := progressui.DisplayMode(opt.ProgressMode)
+	if mode == "" {
+		mode = progressui.AutoMode
+	}
+	out := opt.Progress
+	if out == nil {
+		out = os.Stderr
+	}
+	display, err := progressui.NewDisplay(out, mode)
+	if err != nil {
+		return nil, fmt.Errorf("progress output: %w", err)
+	}
+	// One display for all solves: statuses are forwarded into merged and it
+	// closes once every solve has closed its own channel.
+	merged := make(chan *client.SolveStatus)
+	var forwarders sync.WaitGroup
+	displayDone := make(chan error, 1)
+	go func() {
+		_, err := display.UpdateFrom(context.WithoutCancel(ctx), merged)
+		displayDone <- err
+	}()
+
+	results := make([]Result, len(imgs))
+	eg, ectx := errgroup.WithContext(ctx)
+	if opt.Sequential {
+		eg.SetLimit(1)
+	}
+	for i := range prepared {
+		ch := make(chan *client.SolveStatus)
+		forwarders.Add(1)
+		go func() {
+			defer forwarders.Done()
+			for s := range ch {
+				merged <- s
+			}
+		}()
+		eg.Go(func() error {
+			r, err := buildOne(ectx, c, prepared[i], opt, ch)
+			if err != nil {
+				return fmt.Errorf("building %s: %w", prepared[i].img.Name, err)
+			}
+			results[i] = r
+			return nil
+		})
+	}
+	err = eg.Wait()
+	forwarders.Wait()
+	close(merged)
+	if derr := <-displayDone; derr != nil && err == nil {
+		err = derr
+	}
+	return results, err
+}
+
+type prepared struct {
+	img      spec.Image
+	in       llbgraph.Inputs
+	stores   map[string]content.Store
+	session  []session.Attachable
+	tag      string
+	tarball  string
+	ociTar   string
+	localDir fsutil.FS
+}
+
+func prepare(img spec.Image, opt Options) (prepared, error) {
+	p := prepared{img: img, tag: TagFor(img, opt.Tag)}
+	if err := img.Validate(); err != nil {
+		return p, err
+	}
+	p.in = llbgraph.Inputs{Profile: opt.Spec.Profile}
+	if opt.Spec.Profile == spec.Offline {
+		dir := opt.BaseDir
+		if dir == "" {
+			dir = llbgraph.DefaultBaseDir()
+		}
+		layouts, err := llbgraph.ReadLayouts(dir, img, llbgraph.DefaultPlatform)
+		if err != nil {
+			return p, err
+		}
+		p.in.Layouts = layouts
+		p.stores = map[string]content.Store{}
+		for _, l := range layouts {
+			cs, err := local.NewStore(l.Dir)
+			if err != nil {
+				return p, fmt.Errorf("opening base layout %s: %w", l.Dir, err)
+			}
+			p.stores[l.StoreID] = cs
+		}
+	}
+	if needsHostCA(img) {
+		ca := opt.HostCA
+		if ca == "" {
+			ca = DefaultHostCA
+		}
+		if _, err := os.Stat(ca); err != nil {
+			return p, fmt.Errorf("image %s needs the host CA bundle as secret %q: %w; pass --host-ca FILE", img.Name, llbgraph.DefaultHostCASecret, err)
+		}
+		store, err := secretsprovider.NewStore([]secretsprovider.Source{{ID: llbgraph.DefaultHostCASecret, FilePath: ca}})
+		if err != nil {
+			return p, err
+		}
+		p.session = append(p.session, secretsprovider.NewSecretProvider(store))
+	}
+	root := opt.RepoRoot
+	if root == "" {
+		root = "."
+	}
+	fs, err := fsutil.NewFS(root)
+	if err != nil {
+		return p, fmt.Errorf("repository root %s: %w", root, err)
+	}
+	p.localDir = fs
+	p.tarball = filepath.Join(opt.OutDir, img.Name+".tar")
+	if opt.OCI {
+		p.ociTar = filepath.Join(opt.OutDir, img.Name+".oci.tar")
+	}
+	return p, nil
+}
+
+func needsHostCA(img spec.Image) bool {
+	for _, s := range img.Stages {
+		for _, o := range s.Ops {
+			if r, ok := o.(spec.Run); ok && r.HostCA {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func fileOutput(path string) func(map[string]string) (io.WriteCloser, error) {
+	return func(map[string]string) (io.WriteCloser, error) {
+		return os.Create(path)
+	}
+}
+
+func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, status chan *client.SolveStatus) (Result, error) {
+	start := time.Now()
+	exports := []client.ExportEntry{{
+		Type:   client.ExporterDocker,
+		Attrs:  map[string]string{"name": p.tag},
+		Output: fileOutput(p.tarball + ".partial"),
+	}}
+	if p.ociTar != "" {
+		exports = append(exports, client.ExportEntry{
+			Type:   client.ExporterOCI,
+			Attrs:  map[string]string{"name": p.tag},
+			Output: fileOutput(p.ociTar + ".partial"),
+		})
+	}
+	solveOpt := client.SolveOpt{
+		Exports:     exports,
+		LocalMounts: map[string]fsutil.FS{llbgraph.DefaultSourceName: p.localDir},
+		OCIStores:   p.stores,
+		Session:     p.session,
+		// Keeps the daemon's incremental copy of the source between runs.
+		SharedKey: "kidney-genetics-" + p.img.Name,
+	}
+	var graphDigest string
+	build := func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
+		in := p.in
+		if in.Profile == spec.Upstream {
+			in.Resolver = gc
+		}
+		st, err := llbgraph.Build(p.img, in)
+		if err != nil {
+			return nil, err
+		}
+		def, err := st.Marshal(ctx, llb.Platform(llbgraph.DefaultPlatform))
+		if err != nil {
+			return nil, err
+		}
+		graphDigest = llbgraph.DefinitionDigest(def).String()
+		res, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB()})
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := llbgraph.ImageConfig(ctx, p.img, st, in)
+		if err != nil {
+			return nil, err
+		}
+		res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
+		return res, nil
+	}
+	resp, err := c.Build(ctx, solveOpt, "kgci", build, status)
+	if err != nil {
+		os.Remove(p.tarball + ".partial")
+		if p.ociTar != "" {
+			os.Remove(p.ociTar + ".partial")
+		}
+		return Result{}, err
+	}
+	// Renamed only when complete: a tarball on disk is always a whole one.
+	if err := os.Rename(p.tarball+".partial", p.tarball); err != nil {
+		return Result{}, err
+	}
+	if p.ociTar != "" {
+		if err := os.Rename(p.ociTar+".partial", p.ociTar); err != nil {
+			return Result{}, err
+		}
+	}
+	d := time.Since(start)
+	return Result{
+		Name:         p.img.Name,
+		Tag:          p.tag,
+		Profile:      string(p.in.Profile),
+		Tarball:      p.tarball,
+		OCITarball:   p.ociTar,
+		Digest:       resp.ExporterResponse[exptypes.ExporterImageDigestKey],
+		ConfigDigest: resp.ExporterResponse[exptypes.ExporterImageConfigDigestKey],
+		GraphDigest:  graphDigest,
+		Duration:     d,
+		Seconds:      d.Round(10 * time.Millisecond).Seconds(),
+	}, nil
+}
+
+// DockerLoad loads a docker-format tarball into the engine at dockerHost
+// (empty: DOCKER_HOST as set). KGCI_DOCKER overrides the docker binary.
+func DockerLoad(ctx context.Context, dockerHost, tarball string) error {
+	bin := os.Getenv("KGCI_DOCKER")
+	if bin == "" {
+		bin = "docker"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return fmt.Errorf("docker CLI %q not found: install docker.io (scripts/deps) or set KGCI_DOCKER", bin)
+	}
+	cmd := exec.CommandContext(ctx, bin, "load", "-i", tarball)
+	cmd.Env = os.Environ()
+	if dockerHost != "" {
+		cmd.Env = append(cmd.Env, "DOCKER_HOST="+dockerHost)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("docker load -i %s: %w: %s; is dockerd running (scripts/engines/dockerd.sh start) and DOCKER_HOST set?", tarball, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

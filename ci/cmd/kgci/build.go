@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/budget"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/buildkit"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
+)
+
+const buildSummary = "Build the backend and frontend images with BuildKit, export tarballs, check size budgets"
+
+func init() {
+	register(command{
+		name:    "build",
+		summary: buildSummary,
+		run: func(ctx context.Context, args []string) error {
+			return runBuild(ctx, args, os.Stdout)
+		},
+	})
+}
+
+// buildReport is results/build.json.
+type buildReport struct {
+	Profile      string           `json:"profile"`
+	Revision     string           `json:"revision"`
+	Created      string           `json:"created"`
+	BuildkitHost string           `json:"buildkit_host"`
+	Sequential   bool             `json:"sequential"`
+	Started      time.Time        `json:"started"`
+	WallSeconds  float64          `json:"wall_seconds"`
+	Images       []builtImage     `json:"images"`
+	Budgets      string           `json:"budgets_file,omitempty"`
+	Verdicts     []budget.Verdict `json:"budget_verdicts,omitempty"`
+	BudgetPass   *bool            `json:"budget_pass,omitempty"`
+	Loaded       []string         `json:"loaded_into_docker,omitempty"`
+}
+
+type builtImage struct {
+	buildkit.Result
+	Compressed   int64  `json:"compressed_bytes"`
+	Uncompressed int64  `json:"uncompressed_bytes"`
+	Layers       int    `json:"layers"`
+	User         string `json:"user"`
+}
+
+func runBuild(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("build", buildSummary+`.
+
+Builds both images from the description in ci/spec (in parallel unless
+--sequential), writes OUT/backend.tar and OUT/frontend.tar (docker-archive,
+tagged kidney_genetics_<name>:TAG), measures them, compares them with the
+size budgets and writes build.json and sizes.md next to OUT. Exits non-zero
+when a budget is exceeded (after writing the reports).
+
+The offline profile needs the base image layouts made by
+scripts/make-base-images.sh; both profiles need a buildkitd
+(scripts/engines/buildkitd.sh start).`)
+	profile := fs.String("profile", "upstream", "offline (local Debian-made bases, no registry) or upstream (public images, uv)")
+	out := fs.String("out", "results/images", "directory for the image tarballs")
+	report := fs.String("report", "", "build.json path (default: OUT/../build.json)")
+	load := fs.Bool("load", false, "docker load the images into the engine at --docker-host")
+	tag := fs.String("tag", "latest", "tag for kidney_genetics_backend and kidney_genetics_frontend")
+	budgets := fs.String("budgets", "budgets.yaml", "size budgets file; 'none' skips the check")
+	sequential := fs.Bool("sequential", false, "build one image after the other (benchmarks)")
+	host := fs.String("buildkit-host", buildkit.Addr(), "buildkitd address; $BUILDKIT_HOST when set")
+	dockerHost := fs.String("docker-host", os.Getenv("DOCKER_HOST"), "Docker engine for --load (default $DOCKER_HOST)")
+	baseCache := fs.String("base-cache", llbgraph.DefaultBaseDir(), "directory holding the offline base layouts (python, node, nginx) from scripts/make-base-images.sh")
+	hostCA := fs.String("host-ca", buildkit.DefaultHostCA, "CA bundle given to npm ci as a build secret (offline profile)")
+	oci := fs.Bool("oci", false, "also write OUT/<name>.oci.tar (OCI archive)")
+	images := fs.String("images", "backend,frontend", "comma-separated images to build")
+	progress := fs.String("progress", "auto", "BuildKit progress output: auto, plain, tty, quiet or rawjson")
+	revision := fs.String("revision", "", "revision label (default: git rev-parse HEAD)")
+	created := fs.String("created", "", "creation time label, RFC 3339 (default: the commit time of HEAD, so rebuilds are identical)")
+	repo := fs.String("repo", ".", "repository root (the build context)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	p, err := spec.ParseProfile(*profile)
+	if err != nil {
+		return err
+	}
+	rev, ts := *revision, *created
+	if rev == "" {
+		rev = buildGit(ctx, *repo, "rev-parse", "HEAD")
+	}
+	if ts == "" {
+		ts = buildGit(ctx, *repo, "log", "-1", "--format=%cI")
+	}
+	if ts != "" {
+		if _, err := time.Parse(time.RFC3339, ts); err != nil {
+			return fmt.Errorf("--created %q is not RFC 3339 (e.g. 2026-11-25T10:00:00Z)", ts)
+		}
+	}
+	opts := spec.Options{Profile: p, Revision: rev, Created: ts}
+	var imgs []spec.Image
+	for _, n := range strings.Split(*images, ",") {
+		img, err := spec.ByName(opts, strings.TrimSpace(n))
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, img)
+	}
+	var bud *budget.Budgets
+	if *budgets != "none" {
+		// Read before building: a malformed file should not cost a build.
+		if bud, err = budget.Load(*budgets); err != nil {
+			return err
+		}
+	}
+	reportPath := *report
+	if reportPath == "" {
+		reportPath = filepath.Join(filepath.Dir(filepath.Clean(*out)), "build.json")
+	}
+
+	c, err := buildkit.Connect(ctx, *host)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	rep := buildReport{Profile: string(p), Revision: rev, Created: ts, BuildkitHost: *host, Sequential: *sequential, Started: time.Now().UTC()}
+	results, err := buildkit.Build(ctx, c, imgs, buildkit.Options{
+		Spec: opts, RepoRoot: *repo, BaseDir: *baseCache, HostCA: *hostCA,
+		OutDir: *out, OCI: *oci, Tag: *tag, Sequential: *sequential,
+		Progress: os.Stderr, ProgressMode: *progress,
+	})
+	rep.WallSeconds = time.Since(rep.Started).Round(10 * time.Millisecond).Seconds()
+	if err != nil {
+		return err
+	}
+
+	var actual []budget.Actual
+	for _, r := range results {
+		info, err := imageinspect.Inspect(r.Tarball)
+		if err != nil {
+			return fmt.Errorf("inspecting %s: %w", r.Tarball, err)
+		}
+		rep.Images = append(rep.Images, builtImage{Result: r, Compressed: info.Compressed, Uncompressed: info.Uncompressed, Layers: len(info.Layers), User: info.Config.Config.User})
+		actual = append(actual, budget.Actual{Image: r.Name, Compressed: info.Compressed, Uncompressed: info.Uncompressed})
+		fmt.Fprintf(stdout, "%-8s %s  %s  %s compressed, %s uncompressed, %d layers, %.1fs\n",
+			r.Name, r.Tag, r.Tarball, budget.FormatSize(info.Compressed), budget.FormatSize(info.Uncompressed), len(info.Layers), r.Seconds)
+	}
+	fmt.Fprintf(stdout, "built %d image(s) in %.1fs (%s)\n", len(results), rep.WallSeconds, map[bool]string{true: "sequential", false: "parallel"}[*sequential])
+
+	if *load {
+		for _, r := range results {
+			if err := buildkit.DockerLoad(ctx, *dockerHost, r.Tarball); err != nil {
+				return err
+			}
+			rep.Loaded = append(rep.Loaded, r.Tag)
+			fmt.Fprintf(stdout, "loaded %s into docker\n", r.Tag)
+		}
+	}
+
+	var budgetErr error
+	if bud != nil {
+		rep.Budgets = *budgets
+		rep.Verdicts = bud.Evaluate(string(p), actual)
+		pass := budget.Passed(rep.Verdicts)
+		rep.BudgetPass = &pass
+		table := budget.Table(rep.Verdicts)
+		fmt.Fprintf(stdout, "\nSize budgets (%s, profile %s):\n\n%s", *budgets, p, table)
+		sizes := filepath.Join(filepath.Dir(reportPath), "sizes.md")
+		md := fmt.Sprintf("# Image sizes (profile %s)\n\n%s", p, table)
+		if err := os.WriteFile(sizes, []byte(md), 0o644); err != nil {
+			return err
+		}
+		budgetErr = budget.Check(rep.Verdicts)
+	}
+	if err := writeBuildReport(reportPath, rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", reportPath)
+	return budgetErr
+}
+
+func writeBuildReport(path string, rep buildReport) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	dt, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(dt, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// buildGit returns git's trimmed output, or "" outside a checkout.
+func buildGit(ctx context.Context, dir string, args ...string) string {
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
