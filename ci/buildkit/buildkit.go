@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
+	clog "github.com/containerd/log"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
@@ -209,6 +210,9 @@ func prepare(img spec.Image, opt Options) (prepared, error) {
 		}
 		p.in.Layouts = layouts
 		p.stores = map[string]content.Store{}
+		// containerd's store warns on every open that the filesystem has no
+		// fs-verity, which is irrelevant here and drowns the build output.
+		_ = clog.SetLevel("error")
 		for _, l := range layouts {
 			cs, err := local.NewStore(l.Dir)
 			if err != nil {

@@ -1,0 +1,189 @@
+package buildkit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
+)
+
+func TestConnectNoDaemon(t *testing.T) {
+	addr := "unix://" + filepath.Join(t.TempDir(), "nobody.sock")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Connect(ctx, addr)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cannot reach buildkitd at "+addr)
+	assert.Contains(t, err.Error(), "scripts/engines/buildkitd.sh start or set BUILDKIT_HOST")
+}
+
+func TestMissingBaseLayout(t *testing.T) {
+	dir := t.TempDir()
+	img := spec.Backend(spec.Options{Profile: spec.Offline})
+	_, err := prepare(img, Options{Spec: spec.Options{Profile: spec.Offline}, BaseDir: dir, OutDir: t.TempDir()})
+	require.ErrorIs(t, err, llbgraph.ErrMissingLayout)
+	assert.Contains(t, err.Error(), filepath.Join(dir, "python", "index.json"))
+	assert.Contains(t, err.Error(), "run scripts/make-base-images.sh")
+}
+
+func TestMissingHostCA(t *testing.T) {
+	img := spec.Frontend(spec.Options{Profile: spec.Upstream})
+	img.Stages[0].Ops = append(img.Stages[0].Ops, spec.Run{Args: []string{"true"}, HostCA: true})
+	_, err := prepare(img, Options{Spec: spec.Options{Profile: spec.Upstream}, HostCA: "/nonexistent/ca.crt", OutDir: t.TempDir()})
+	assert.ErrorContains(t, err, "needs the host CA bundle")
+	assert.ErrorContains(t, err, "--host-ca")
+}
+
+func TestTagFor(t *testing.T) {
+	img := spec.Backend(spec.Options{})
+	assert.Equal(t, "kidney_genetics_backend:latest", TagFor(img, ""))
+	assert.Equal(t, "kidney_genetics_backend:ci-42", TagFor(img, "ci-42"))
+}
+
+// smallImage exercises every op type the translator emits against a real
+// daemon, on the offline python base, in a few seconds.
+func smallImage(name string) spec.Image {
+	return spec.Image{
+		Name: name,
+		Tag:  "kgci-test-" + name + ":latest",
+		Stages: []spec.Stage{
+			{Name: "build", Base: spec.BasePython, Ops: []spec.Op{
+				spec.Workdir{Path: "/w"},
+				spec.CopySrc{From: "data", To: "/w/data", Dir: true, Exclude: []string{"*.skip"}},
+				spec.Env{KV: spec.KV{Key: "GREETING", Value: "hello " + name}},
+				spec.Run{Args: []string{"sh", "-c", `echo "$GREETING from $(pwd)" > out.txt`}},
+				spec.Run{Args: []string{"sh", "-c", "wc -c < " + spec.HostCAPath + " > ca-size && echo $STEP_ONLY > step-env"},
+					HostCA: true, Env: []spec.KV{{Key: "STEP_ONLY", Value: "yes"}},
+					Caches: []spec.Cache{{ID: "kgci-test-cache", Path: "/cache"}}},
+				spec.Run{Args: []string{"sh", "-c", "echo ${STEP_ONLY:-unset} > later-env"}},
+			}},
+			{Name: "final", Base: spec.BasePython, Ops: []spec.Op{
+				spec.CopyStage{Stage: "build", From: "/w", To: "/app", Owner: "1000:1000"},
+				spec.CopySrc{From: "data/keep.txt", To: "/etc/kept.txt"},
+			}},
+		},
+		Config: spec.Config{
+			User:         "1000:1000",
+			Env:          []spec.KV{{Key: "APP", Value: name}},
+			Cmd:          []string{"cat", "/app/out.txt"},
+			WorkingDir:   "/app",
+			ExposedPorts: []string{"8000/tcp"},
+			Healthcheck:  &spec.Healthcheck{Test: []string{"CMD", "true"}, Interval: 5, Retries: 2},
+			Labels:       map[string]string{"org.opencontainers.image.title": name},
+		},
+	}
+}
+
+// TestBuildOnDaemon needs buildkitd (scripts/engines/buildkitd.sh start)
+// and the python base layout (scripts/make-base-images.sh python).
+func TestBuildOnDaemon(t *testing.T) {
+	addr := Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := Connect(ctx, addr)
+	if err != nil {
+		t.Skipf("no daemon: %v", err)
+	}
+	defer c.Close()
+	baseDir := llbgraph.DefaultBaseDir()
+	if _, err := llbgraph.ReadLayout(baseDir, spec.BasePython, "python", llbgraph.DefaultPlatform); err != nil {
+		t.Skipf("no python base: %v", err)
+	}
+
+	repo := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(repo, "data"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "data", "keep.txt"), []byte("kept\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "data", "drop.skip"), []byte("x"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "secret.env"), []byte("NOT_SENT=1"), 0o644))
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	require.NoError(t, os.WriteFile(ca, []byte("0123456789"), 0o644))
+
+	out := t.TempDir()
+	var progress bytes.Buffer
+	opt := Options{
+		Spec: spec.Options{Profile: spec.Offline}, RepoRoot: repo, BaseDir: baseDir, HostCA: ca,
+		OutDir: out, OCI: true, Tag: "t1", Progress: &progress, ProgressMode: "plain",
+	}
+	results, err := Build(ctx, c, []spec.Image{smallImage("one"), smallImage("two")}, opt)
+	require.NoError(t, err, progress.String())
+	require.Len(t, results, 2)
+	// One shared display shows both builds.
+	assert.Contains(t, progress.String(), "[one build")
+	assert.Contains(t, progress.String(), "[two build")
+
+	for _, r := range results {
+		assert.Equal(t, "kgci-test-"+r.Name+":t1", r.Tag)
+		assert.True(t, strings.HasPrefix(r.Digest, "sha256:"), r.Digest)
+		assert.NotEmpty(t, r.GraphDigest)
+		_, err := os.Stat(r.Tarball + ".partial")
+		assert.True(t, os.IsNotExist(err))
+		for _, tarPath := range []string{r.Tarball, r.OCITarball} {
+			img, err := imageinspect.Inspect(tarPath)
+			require.NoError(t, err, tarPath)
+			files := map[string]imageinspect.File{}
+			for _, f := range img.Files {
+				files[f.Path] = f
+			}
+			out, ok := files["/app/out.txt"]
+			require.True(t, ok, "copied from the build stage")
+			assert.Equal(t, 1000, out.UID)
+			assert.Equal(t, 1000, out.GID)
+			assert.Equal(t, int64(len("hello "+r.Name+" from /w\n")), out.Size, "env and workdir reached RUN")
+			assert.Equal(t, int64(len("10\n")), files["/app/ca-size"].Size, "secret was mounted")
+			assert.Equal(t, int64(len("yes\n")), files["/app/step-env"].Size)
+			assert.Equal(t, int64(len("unset\n")), files["/app/later-env"].Size, "step env does not leak")
+			assert.Contains(t, files, "/app/data/keep.txt")
+			assert.NotContains(t, files, "/app/data/drop.skip", "exclude pattern")
+			assert.Contains(t, files, "/etc/kept.txt")
+			assert.NotContains(t, files, "/cache", "cache mount is not a layer")
+			for p := range files {
+				assert.False(t, strings.HasPrefix(p, "/run/secrets/"), "secret leaked into a layer: %s", p)
+				assert.NotContains(t, p, "secret.env")
+			}
+			cfg := img.Config.Config
+			assert.Equal(t, "1000:1000", cfg.User)
+			assert.Equal(t, r.Name, img.Env()["APP"])
+			assert.NotEmpty(t, img.Env()["PATH"], "base env inherited")
+			assert.Equal(t, "/app", cfg.WorkingDir)
+			assert.Equal(t, 5*time.Second, cfg.Healthcheck.Interval)
+			assert.Contains(t, cfg.ExposedPorts, "8000/tcp")
+			assert.Equal(t, r.Name, cfg.Labels["org.opencontainers.image.title"])
+			assert.Equal(t, "amd64", img.Config.Architecture)
+		}
+	}
+
+	// No change: everything is cached and the image is identical.
+	again, err := Build(ctx, c, []spec.Image{smallImage("one")}, Options{
+		Spec: opt.Spec, RepoRoot: repo, BaseDir: baseDir, HostCA: ca, OutDir: t.TempDir(), Tag: "t1",
+		Progress: &progress, ProgressMode: "quiet", Sequential: true,
+	})
+	require.NoError(t, err)
+	assert.Equal(t, results[0].Digest, again[0].Digest)
+	assert.Equal(t, results[0].GraphDigest, again[0].GraphDigest)
+
+	// A failing step fails the build with the step's name and leaves no
+	// tarball behind.
+	bad := smallImage("bad")
+	bad.Stages[0].Ops = append(bad.Stages[0].Ops, spec.Run{Args: []string{"sh", "-c", "exit 3"}})
+	badOut := t.TempDir()
+	_, err = Build(ctx, c, []spec.Image{bad}, Options{
+		Spec: opt.Spec, RepoRoot: repo, BaseDir: baseDir, HostCA: ca, OutDir: badOut, Progress: &progress, ProgressMode: "quiet",
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "building bad")
+	assert.Contains(t, err.Error(), "exit 3")
+	entries, _ := os.ReadDir(badOut)
+	assert.Empty(t, entries)
+	assert.False(t, errors.Is(err, context.Canceled))
+}
