@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
-	clog "github.com/containerd/log"
 	"github.com/containerd/containerd/v2/plugins/content/local"
+	clog "github.com/containerd/log"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
