@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/workflow"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+)
+
+const reproduceSummary = "Rerun what CI ran for a commit, in a temporary git worktree, and show the first failing check"
+
+// workflowPath is the workflow whose dagger steps define "what CI ran".
+const workflowPath = ".github/workflows/ci.yml"
+
+// localEquivalent maps a Dagger function to the kgci commands that do the
+// same work against BuildKit and Docker directly. test-e2e needs the images
+// loaded into Docker, so it starts with a build.
+var localEquivalent = map[string][][]string{
+	"build":      {{"build", "--load"}},
+	"test-e-2-e": {{"build", "--load"}, {"test-e2e"}},
+}
+
+func init() {
+	register(command{name: "reproduce", summary: reproduceSummary, run: func(ctx context.Context, args []string) error {
+		return runReproduce(ctx, args, os.Stdout, os.Stderr)
+	}})
+}
+
+func runReproduce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("reproduce", reproduceSummary+".\n\nThe dagger call arguments are read from "+workflowPath+
+		" at that commit: same functions, same arguments, same profile.\nPublishing steps are never rerun.")
+	commit := fs.String("commit", "HEAD", "commit to reproduce (sha, tag or branch)")
+	engine := fs.String("engine", "dagger", "dagger: run the workflow's `dagger call`s with the dagger CLI; local: the kgci equivalent (build --load, test-e2e) with the same profile")
+	results := fs.String("results", "", "where to copy the run's results directory (default results/reproduce-<sha>)")
+	keep := fs.Bool("keep", false, "keep the worktree afterwards (its path is printed) to poke around")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *engine != "dagger" && *engine != "local" {
+		return fmt.Errorf("--engine %q: use dagger or local", *engine)
+	}
+	repo, err := gitOutput(ctx, ".", "rev-parse", "--show-toplevel")
+	if err != nil {
+		return fmt.Errorf("not inside a git repository: %w", err)
+	}
+	sha, err := gitOutput(ctx, repo, "rev-parse", "--verify", "--quiet", *commit+"^{commit}")
+	if err != nil {
+		return fmt.Errorf("commit %q not found here: `git fetch origin %s` first", *commit, *commit)
+	}
+	wt, cleanup, err := addWorktree(ctx, repo, sha)
+	if err != nil {
+		return err
+	}
+	if *keep {
+		fmt.Fprintf(stdout, "worktree kept at %s (remove with: git worktree remove --force %s)\n", wt, wt)
+	} else {
+		defer func() {
+			if err := cleanup(); err != nil {
+				fmt.Fprintf(stderr, "kgci reproduce: %v\n", err)
+			}
+		}()
+	}
+
+	steps, daggerVersion, err := plan(wt, sha, *engine)
+	if err != nil {
+		return err
+	}
+	if *engine == "dagger" {
+		if err := checkDaggerCLI(ctx, daggerVersion, stderr); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "reproducing %s with engine %s in %s\n", sha[:12], *engine, wt)
+	runErr := runSteps(ctx, steps, stdout, stderr)
+
+	dest := *results
+	if dest == "" {
+		dest = filepath.Join(repo, "results", "reproduce-"+sha[:12])
+	}
+	if err := copyResults(filepath.Join(wt, "results"), dest); err != nil {
+		fmt.Fprintf(stderr, "kgci reproduce: keeping results: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "results of the run: %s\n", dest)
+	}
+	if runErr == nil {
+		fmt.Fprintf(stdout, "reproduction of %s passed\n", sha[:12])
+		return nil
+	}
+	if err := printFirstFailure(stdout, dest); err != nil {
+		fmt.Fprintf(stdout, "no check results to show (%v): the run failed before the checks; see the output above\n", err)
+	}
+	printHints(stdout, steps, *engine)
+	return runErr
+}
+
+// step is one command of a reproduction.
+type step struct {
+	Name string   // the workflow step it stands for
+	Dir  string   // the worktree
+	Argv []string // exact command line
+	Call *workflow.Call
+}
+
+// plan reads the workflow and the Dagger module at the worktree's commit
+// and returns the commands to run for engine, and the dagger CLI version
+// the workflow installs.
+func plan(wt, sha, engine string) ([]step, string, error) {
+	src, err := os.ReadFile(filepath.Join(wt, workflowPath))
+	if err != nil {
+		return nil, "", fmt.Errorf("commit %s has no %s: nothing says what CI ran for it", sha[:12], workflowPath)
+	}
+	dsteps, err := workflow.DaggerSteps(src)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s at %s: %w", workflowPath, sha[:12], err)
+	}
+	mod, err := workflow.ParseModule(wt)
+	if err != nil {
+		return nil, "", fmt.Errorf("Dagger module at %s: %w", sha[:12], err)
+	}
+	version := ""
+
+	var out []step
+	seen := map[string]bool{}
+	for _, ds := range dsteps {
+		if ds.Verb != "call" {
+			return nil, "", fmt.Errorf("%s step %q uses `dagger %s`; only `dagger call` steps can be reproduced", workflowPath, ds.Name, ds.Verb)
+		}
+		// Runner context (github.actor, secrets) only matters to steps
+		// that are not reproduced; any other step using it is refused.
+		var runnerOnly []string
+		args, _ := workflow.Expand(ds.Args, func(e string) (string, error) {
+			if e == "github.sha" {
+				return sha, nil
+			}
+			runnerOnly = append(runnerOnly, e)
+			return "RUNNER-VALUE", nil
+		})
+		words, err := workflow.Split(args)
+		if err != nil {
+			return nil, "", fmt.Errorf("step %q: %w", ds.Name, err)
+		}
+		call, err := mod.ParseCall(words)
+		if err != nil {
+			return nil, "", fmt.Errorf("step %q of %s does not match the Dagger module at %s: %w", ds.Name, workflowPath, sha[:12], err)
+		}
+		if call.Function() == "publish" {
+			continue // reproducing must never push images
+		}
+		if len(runnerOnly) > 0 {
+			return nil, "", fmt.Errorf("step %q uses ${{ %s }}, which has no value outside GitHub Actions", ds.Name, runnerOnly[0])
+		}
+		if ds.Version != "" {
+			version = ds.Version
+		}
+		if engine == "dagger" {
+			argv := []string{"dagger", "--progress", "plain", "call"}
+			if ds.Module != "" {
+				argv = append(argv, "-m", ds.Module)
+			}
+			out = append(out, step{Name: ds.Name, Dir: wt, Argv: append(argv, words...), Call: call})
+			continue
+		}
+		local, ok := localEquivalent[call.Function()]
+		if !ok {
+			return nil, "", fmt.Errorf("step %q calls %s, which has no local equivalent: use --engine dagger", ds.Name, call.Function())
+		}
+		// Unset, the constructor's own default applies, as under dagger.
+		profile, ok := call.ConstructorFlag("profile")
+		if p, found := mod.Constructor.Param("profile"); !ok && found {
+			profile = p.Default
+		}
+		for _, l := range local {
+			key := strings.Join(l, " ")
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			argv := append([]string{"go", "run", "./ci/cmd/kgci"}, l...)
+			if profile != "" {
+				argv = append(argv, "--profile", profile)
+			}
+			out = append(out, step{Name: ds.Name, Dir: wt, Argv: argv, Call: call})
+		}
+	}
+	if len(out) == 0 {
+		return nil, "", fmt.Errorf("%s at %s has no dagger call step other than publishing: nothing to reproduce", workflowPath, sha[:12])
+	}
+	return out, version, nil
+}
+
+// checkDaggerCLI fails with install instructions when dagger is missing
+// and warns when its version differs from the one CI used.
+func checkDaggerCLI(ctx context.Context, want string, stderr io.Writer) error {
+	if want == "" || want == "latest" {
+		want = "latest"
+	} else if !strings.HasPrefix(want, "v") {
+		want = "v" + want
+	}
+	if _, err := exec.LookPath("dagger"); err != nil {
+		return fmt.Errorf("the dagger CLI is not on PATH. Install the version CI uses (%s):\n"+
+			"  curl -fsSL https://dl.dagger.io/dagger/install.sh | BIN_DIR=$HOME/.local/bin DAGGER_VERSION=%s sh\n"+
+			"It needs a container runtime (Docker or Podman). Or rerun with --engine local to use BuildKit and Docker directly", want, strings.TrimPrefix(want, "latest"))
+	}
+	out, err := exec.CommandContext(ctx, "dagger", "version").Output()
+	if err == nil && want != "latest" && !strings.Contains(string(out), want+" ") {
+		fmt.Fprintf(stderr, "warning: CI used dagger %s, this is %s", want, out)
+	}
+	return nil
+}
+
+// runSteps runs each step in its own process group, so that Ctrl-C reaches
+// everything it started (go run's child, dagger's session) and each can
+// clean up; a step that ignores SIGTERM is killed after 30 s.
+func runSteps(ctx context.Context, steps []step, stdout, stderr io.Writer) error {
+	for _, s := range steps {
+		fmt.Fprintf(stdout, "\n==> %s: %s\n", s.Name, shellQuote(s.Argv))
+		cmd := exec.CommandContext(ctx, s.Argv[0], s.Argv[1:]...)
+		cmd.Dir, cmd.Stdout, cmd.Stderr = s.Dir, stdout, stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+		cmd.WaitDelay = 30 * time.Second
+		if err := cmd.Run(); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("step %q failed: %s: %w", s.Name, shellQuote(s.Argv), err)
+		}
+	}
+	return nil
+}
+
+// addWorktree checks out sha in a detached worktree under a new temporary
+// directory. cleanup removes both and prunes git's record of it.
+func addWorktree(ctx context.Context, repo, sha string) (string, func() error, error) {
+	tmp, err := os.MkdirTemp("", "kgci-reproduce-")
+	if err != nil {
+		return "", nil, err
+	}
+	wt := filepath.Join(tmp, "src")
+	cleanup := func() error {
+		// A fresh context: cleanup must also run after Ctrl-C.
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, rmErr := gitOutput(c, repo, "worktree", "remove", "--force", wt)
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("remove %s: %w", tmp, err)
+		}
+		if _, err := gitOutput(c, repo, "worktree", "prune"); err != nil {
+			return fmt.Errorf("git worktree prune: %w (worktree remove: %v)", err, rmErr)
+		}
+		return nil
+	}
+	if _, err := gitOutput(ctx, repo, "worktree", "add", "--detach", wt, sha); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("create worktree at %s: %w", sha, err)
+	}
+	return wt, cleanup, nil
+}
+
+func gitOutput(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// copyResults copies the run's results out of the worktree before it is
+// removed.
+func copyResults(src, dst string) error {
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("the run wrote no results directory: %w", err)
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	return os.CopyFS(dst, os.DirFS(src))
+}
+
+// printHints says how to dig into a failure with the same engine.
+func printHints(w io.Writer, steps []step, engine string) {
+	fmt.Fprintln(w, "\nTo dig in:")
+	if engine == "local" {
+		fmt.Fprintln(w, "  - service logs: results/logs/<service>.log in the results directory above")
+		fmt.Fprintln(w, "  - rerun one command by hand in a checkout of that commit, e.g.:")
+		for _, s := range steps {
+			fmt.Fprintf(w, "      %s\n", shellQuote(s.Argv))
+		}
+		fmt.Fprintln(w, "  - with Dagger installed, `--engine dagger` reruns the exact dagger calls")
+		return
+	}
+	last := steps[len(steps)-1]
+	words := last.Argv[3:] // after `dagger --progress plain`
+	fmt.Fprintf(w, "  - open a terminal in the container where it failed:\n      dagger call -i %s\n", shellQuote(words[1:]))
+	fn := last.Call.Chain[0]
+	if t := strings.TrimPrefix(fn.Returns, "*"); t == "dagger.Directory" || t == "dagger.Container" {
+		ctor := ""
+		for _, f := range last.Call.Constructor {
+			ctor += " --" + f.Name + "=" + f.Value
+		}
+		fmt.Fprintf(w, "  - a shell with the result of %s:\n      dagger call%s %s terminal\n", fn.Name, ctor, fn.Name)
+	}
+	fmt.Fprintln(w, "  - list the module's functions: dagger functions; trace details: add --debug")
+}
+
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
+}
+
+// results.json as ci/report writes it (schema kgci.e2e.results/v1); only
+// the fields a reader of a failure needs.
+type e2eResults struct {
+	Schema  string `json:"schema"`
+	Passed  bool   `json:"passed"`
+	Profile string `json:"profile"`
+	Counts  struct {
+		Pass, Fail, Skip int
+	} `json:"counts"`
+	Checks []struct {
+		Name    string `json:"name"`
+		Status  string `json:"status"`
+		Message string `json:"message"`
+		Details string `json:"details"`
+	} `json:"checks"`
+	Logs []string `json:"logs"`
+}
+
+// excerptLines bounds what is printed from details and logs: enough to see
+// the error, short enough to read in a terminal.
+const excerptLines = 30
+
+// printFirstFailure prints the first failing check of dir/results.json with
+// its evidence and the tail of the log of the service it names.
+func printFirstFailure(w io.Writer, dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, report.JSONFile))
+	if err != nil {
+		return err
+	}
+	var r e2eResults
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", report.JSONFile, err)
+	}
+	if r.Schema != report.SchemaVersion {
+		return fmt.Errorf("%s has schema %q; this kgci reads %q", report.JSONFile, r.Schema, report.SchemaVersion)
+	}
+	fmt.Fprintf(w, "\nchecks: %d passed, %d failed, %d skipped\n", r.Counts.Pass, r.Counts.Fail, r.Counts.Skip)
+	for _, c := range r.Checks {
+		if c.Status != string(checks.Fail) {
+			continue
+		}
+		fmt.Fprintf(w, "first failing check: %s\n  %s\n", c.Name, c.Message)
+		if d := strings.TrimSpace(c.Details); d != "" {
+			fmt.Fprintf(w, "evidence:\n%s\n", indent(tail(d, excerptLines)))
+		}
+		for _, l := range r.Logs {
+			svc := strings.TrimSuffix(filepath.Base(l), ".log")
+			if !strings.Contains(c.Name, svc) {
+				continue
+			}
+			if lb, err := os.ReadFile(filepath.Join(dir, l)); err == nil {
+				fmt.Fprintf(w, "%s (last %d lines):\n%s\n", l, excerptLines, indent(tail(string(lb), excerptLines)))
+			}
+		}
+		if len(r.Logs) > 0 {
+			fmt.Fprintf(w, "all logs: %s\n", strings.Join(r.Logs, ", "))
+		}
+		return nil
+	}
+	if !r.Passed {
+		return fmt.Errorf("results.json says the run failed but no check has status fail")
+	}
+	fmt.Fprintln(w, "every check passed; the failure is outside the checks (see the output above)")
+	return nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+)
+
+// ciYAML is a workflow shaped like ours: build, then test-e-2-e, then a
+// publish step that must never be reproduced.
+func ciYAML(profile string) string {
+	return `name: ci
+on: [push]
+jobs:
+  pipeline:
+    runs-on: ubuntu-24.04
+    steps:
+      - name: Build images
+        uses: dagger/dagger-for-github@27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77
+        with:
+          version: "0.20.0"
+          verb: call
+          args: --profile ` + profile + ` build export --path results/images
+      - name: End-to-end checks
+        uses: dagger/dagger-for-github@27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77
+        with:
+          version: "0.20.0"
+          args: >-
+            --profile ` + profile + `
+            test-e-2-e export --path results
+  publish:
+    runs-on: ubuntu-24.04
+    steps:
+      - name: Publish
+        uses: dagger/dagger-for-github@27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77
+        with:
+          args: publish --registry ghcr.io/x --username ${{ github.actor }} --password env://GITHUB_TOKEN --version ${{ github.ref_name }}
+`
+}
+
+// fakeKgci stands in for ./ci/cmd/kgci at the reproduced commit: it logs
+// its arguments, and test-e2e writes the results fixture and fails.
+const fakeKgci = `package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+func main() {
+	f, _ := os.OpenFile(os.Getenv("FAKE_LOG"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	fmt.Fprintln(f, strings.Join(os.Args[1:], " "))
+	f.Close()
+	if os.Args[1] != "test-e2e" {
+		return
+	}
+	if p := os.Getenv("FAKE_PIDFILE"); p != "" {
+		os.WriteFile(p, []byte(fmt.Sprint(os.Getpid())), 0o644)
+		time.Sleep(time.Minute)
+	}
+	os.MkdirAll("results/logs", 0o755)
+	for _, n := range []string{"results.json", "logs/backend.log"} {
+		b, err := os.ReadFile(filepath.Join("fixture", n))
+		if err != nil {
+			panic(err)
+		}
+		os.WriteFile(filepath.Join("results", n), b, 0o644)
+	}
+	os.Exit(1)
+}
+`
+
+// sampleRun is a failed run as ci/report records it.
+func sampleRun() *report.Run {
+	return &report.Run{
+		Command: "test-e2e", Runtime: "docker", Profile: "offline", RunID: "r1", Started: time.Unix(0, 0),
+		Results: []checks.Result{
+			{Name: "health.frontend", Group: "health", Status: checks.Pass, Message: "200 in 3ms"},
+			{Name: "health.backend", Group: "health", Status: checks.Fail, Message: "GET /api/health: 503; check DATABASE_URL",
+				Details: "HTTP/1.1 503 Service Unavailable\n{\"status\":\"degraded\"}"},
+			{Name: "websocket.ping", Group: "websocket", Status: checks.Fail, Message: "no pong"},
+		},
+		Logs: []string{"logs/backend.log"},
+	}
+}
+
+func backendLog() string {
+	var b strings.Builder
+	for i := 1; i <= 50; i++ {
+		fmt.Fprintf(&b, "backend line %d\n", i)
+	}
+	return b.String()
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testRepo makes a repository with two commits: the first runs CI with
+// the offline profile, the second with upstream. It returns both shas.
+func testRepo(t *testing.T) (repo, offline, upstream string) {
+	t.Helper()
+	repo = t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	module, err := os.ReadFile("../../publish/workflow/testdata/module/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := report.JSON(sampleRun())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(repo, "main.go"), string(module))
+	write(t, filepath.Join(repo, "go.mod"), "module fake\n\ngo 1.26\n")
+	write(t, filepath.Join(repo, "ci/cmd/kgci/main.go"), fakeKgci)
+	write(t, filepath.Join(repo, "fixture/results.json"), string(js))
+	write(t, filepath.Join(repo, "fixture/logs/backend.log"), backendLog())
+	write(t, filepath.Join(repo, workflowPath), ciYAML("offline"))
+	git(t, repo, "add", ".")
+	git(t, repo, "commit", "-q", "-m", "offline")
+	offline = git(t, repo, "rev-parse", "HEAD")
+	write(t, filepath.Join(repo, workflowPath), ciYAML("upstream"))
+	git(t, repo, "commit", "-q", "-am", "upstream")
+	return repo, offline, git(t, repo, "rev-parse", "HEAD")
+}
+
+func worktrees(t *testing.T, repo string) int {
+	return strings.Count(git(t, repo, "worktree", "list", "--porcelain"), "worktree ")
+}
+
+func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
+	repo, offline, upstream := testRepo(t)
+	for _, c := range []struct{ sha, profile string }{{offline, "offline"}, {upstream, "upstream"}} {
+		wt, cleanup, err := addWorktree(context.Background(), repo, c.sha)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := git(t, wt, "rev-parse", "HEAD"); got != c.sha {
+			t.Errorf("worktree at %s, want %s", got, c.sha)
+		}
+
+		steps, version, err := plan(wt, c.sha, "dagger")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][]string
+		for _, s := range steps {
+			got = append(got, s.Argv)
+		}
+		want := [][]string{
+			{"dagger", "--progress", "plain", "call", "--profile", c.profile, "build", "export", "--path", "results/images"},
+			{"dagger", "--progress", "plain", "call", "--profile", c.profile, "test-e-2-e", "export", "--path", "results"},
+		}
+		if !reflect.DeepEqual(got, want) || version != "0.20.0" {
+			t.Errorf("dagger plan at %s: %q (dagger %s)\nwant %q", c.profile, got, version, want)
+		}
+
+		steps, _, err = plan(wt, c.sha, "local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = nil
+		for _, s := range steps {
+			got = append(got, s.Argv)
+		}
+		want = [][]string{
+			{"go", "run", "./ci/cmd/kgci", "build", "--load", "--profile", c.profile},
+			{"go", "run", "./ci/cmd/kgci", "test-e2e", "--profile", c.profile},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("local plan at %s: %q\nwant %q", c.profile, got, want)
+		}
+
+		if err := cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Dir(wt)); !os.IsNotExist(err) {
+			t.Errorf("worktree directory %s still exists after cleanup (%v)", wt, err)
+		}
+		if n := worktrees(t, repo); n != 1 {
+			t.Errorf("git still lists %d worktrees after cleanup", n)
+		}
+	}
+}
+
+func TestPlanRefusesAWorkflowThatDoesNotMatchMainGo(t *testing.T) {
+	repo, _, _ := testRepo(t)
+	write(t, filepath.Join(repo, workflowPath), strings.Replace(ciYAML("offline"), "test-e-2-e", "test-e2e", 1))
+	git(t, repo, "commit", "-q", "-am", "renamed")
+	sha := git(t, repo, "rev-parse", "HEAD")
+	wt, cleanup, err := addWorktree(context.Background(), repo, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	_, _, err = plan(wt, sha, "local")
+	if err == nil || !strings.Contains(err.Error(), `"End-to-end checks"`) || !strings.Contains(err.Error(), `function "test-e2e" is not in`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// The whole command with the local engine: it runs that commit's kgci with
+// the workflow's profile, keeps the results, prints the first failure with
+// its log excerpt and removes the worktree.
+func TestReproduceLocalPrintsFirstFailureAndCleansUp(t *testing.T) {
+	repo, offline, _ := testRepo(t)
+	t.Chdir(repo)
+	logf := filepath.Join(t.TempDir(), "calls.log")
+	t.Setenv("FAKE_LOG", logf)
+	results := filepath.Join(t.TempDir(), "results")
+
+	var out, errOut bytes.Buffer
+	err := runReproduce(context.Background(), []string{"--commit", offline[:10], "--engine", "local", "--results", results}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "test-e2e") {
+		t.Fatalf("err = %v, want the failing test-e2e step\n%s\n%s", err, out.String(), errOut.String())
+	}
+	calls, _ := os.ReadFile(logf)
+	if string(calls) != "build --load --profile offline\ntest-e2e --profile offline\n" {
+		t.Errorf("kgci calls:\n%s", calls)
+	}
+	o := out.String()
+	for _, want := range []string{
+		"first failing check: health.backend",
+		"GET /api/health: 503; check DATABASE_URL",
+		`{"status":"degraded"}`,
+		"logs/backend.log (last 30 lines)",
+		"backend line 50",
+		"results of the run: " + results,
+	} {
+		if !strings.Contains(o, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(o, "backend line 20\n") || strings.Contains(o, "first failing check: websocket.ping") {
+		t.Errorf("output shows more than the first failure and the log tail:\n%s", o)
+	}
+	if _, err := os.Stat(filepath.Join(results, report.JSONFile)); err != nil {
+		t.Errorf("results not kept: %v", err)
+	}
+	if n := worktrees(t, repo); n != 1 {
+		t.Errorf("%d worktrees left behind", n)
+	}
+}
+
+// Ctrl-C: the child (and its own children) get SIGTERM, the command
+// returns promptly and the worktree is still removed.
+func TestReproduceInterruptedCleansUp(t *testing.T) {
+	repo, offline, _ := testRepo(t)
+	t.Chdir(repo)
+	t.Setenv("FAKE_LOG", filepath.Join(t.TempDir(), "calls.log"))
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	t.Setenv("FAKE_PIDFILE", pidfile)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- runReproduce(ctx, []string{"--commit", offline, "--engine", "local", "--results", t.TempDir()}, &bytes.Buffer{}, &bytes.Buffer{})
+	}()
+	var pid int
+	for deadline := time.Now().Add(2 * time.Minute); pid == 0; {
+		if b, err := os.ReadFile(pidfile); err == nil {
+			pid, _ = strconv.Atoi(string(b))
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("reproduce ended before test-e2e started: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fake test-e2e never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("an interrupted reproduction reported success")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("reproduce did not return within 20s of the interrupt")
+	}
+	// The fake runs under `go run`: its grandchild must be gone too.
+	for deadline := time.Now().Add(5 * time.Second); alive(pid); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("test-e2e process %d still running 5s after the interrupt", pid)
+		}
+	}
+	if n := worktrees(t, repo); n != 1 {
+		t.Errorf("%d worktrees left behind", n)
+	}
+}
+
+// alive is false for a process that is gone or a zombie (dead, waiting for
+// a parent that may never reap it in a container without an init).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+func TestReproduceWithoutDaggerSaysHowToInstall(t *testing.T) {
+	repo, _, upstream := testRepo(t)
+	t.Chdir(repo)
+	// Only git and go: no dagger.
+	bin := t.TempDir()
+	for _, tool := range []string{"git", "go"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", bin)
+	err := runReproduce(context.Background(), []string{"--commit", upstream}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("reproduce with the dagger engine succeeded without a dagger CLI")
+	}
+	for _, want := range []string{"dagger CLI is not on PATH", "DAGGER_VERSION=v0.20.0", "install.sh", "--engine local"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if n := worktrees(t, repo); n != 1 {
+		t.Errorf("%d worktrees left behind", n)
+	}
+}
+
+func TestPrintFirstFailureNeedsTheKnownSchema(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, report.JSONFile), `{"schema":"kgci.e2e.results/v999","checks":[]}`)
+	if err := printFirstFailure(&bytes.Buffer{}, dir); err == nil || !strings.Contains(err.Error(), report.SchemaVersion) {
+		t.Errorf("err = %v, want a schema mismatch", err)
+	}
+}
