@@ -82,7 +82,9 @@ var core = map[string]map[string]*Function{
 	},
 }
 
-var secretURL = regexp.MustCompile(`^(env|file|cmd|op|vault|libsecret)://.+`)
+// secretURL matches the dagger CLI's secret references: env://NAME and
+// the older env:NAME form (likewise file, cmd, op, vault, libsecret).
+var secretURL = regexp.MustCompile(`^(env|file|cmd|op|vault|libsecret):.+`)
 
 // ParseCall resolves the words of a `dagger call` (after the verb) against
 // the module: every function and flag must exist, every required argument

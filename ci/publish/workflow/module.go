@@ -89,9 +89,40 @@ func ParseModule(dir string) (*Module, error) {
 	}
 
 	methods := map[string]map[string]*Function{}
+	add := func(recv string, fn *Function) {
+		if methods[recv] == nil {
+			methods[recv] = map[string]*Function{}
+		}
+		methods[recv][fn.CLIName] = fn
+	}
 	var ctor *Function
 	for _, f := range files {
 		for _, d := range f.Decls {
+			if gd, ok := d.(*ast.GenDecl); ok {
+				// Exported fields of an object are functions too
+				// (dagger call build backend), unless +private.
+				for _, sp := range gd.Specs {
+					ts, ok := sp.(*ast.TypeSpec)
+					if !ok {
+						continue
+					}
+					st, ok := ts.Type.(*ast.StructType)
+					if !ok {
+						continue
+					}
+					for _, field := range st.Fields.List {
+						if docHas(field.Doc, "+private") {
+							continue
+						}
+						for _, n := range field.Names {
+							if n.IsExported() {
+								add(ts.Name.Name, &Function{GoName: n.Name, CLIName: Kebab(n.Name), Returns: typeString(fset, field.Type)})
+							}
+						}
+					}
+				}
+				continue
+			}
 			fd, ok := d.(*ast.FuncDecl)
 			if !ok || !fd.Name.IsExported() && fd.Name.Name != "New" {
 				continue
@@ -101,11 +132,7 @@ func ParseModule(dir string) (*Module, error) {
 			case fd.Recv == nil && fd.Name.Name == "New":
 				ctor = fn
 			case fd.Recv != nil && len(fd.Recv.List) == 1:
-				recv := strings.TrimPrefix(typeString(fset, fd.Recv.List[0].Type), "*")
-				if methods[recv] == nil {
-					methods[recv] = map[string]*Function{}
-				}
-				methods[recv][fn.CLIName] = fn
+				add(strings.TrimPrefix(typeString(fset, fd.Recv.List[0].Type), "*"), fn)
 			}
 		}
 	}
@@ -173,6 +200,18 @@ func pragmas(f *ast.File, from, to token.Pos) map[string]string {
 		}
 	}
 	return out
+}
+
+func docHas(cg *ast.CommentGroup, pragma string) bool {
+	if cg == nil {
+		return false
+	}
+	for _, c := range cg.List {
+		if strings.TrimSpace(strings.TrimPrefix(c.Text, "//")) == pragma {
+			return true
+		}
+	}
+	return false
 }
 
 func typeString(fset *token.FileSet, e ast.Expr) string {

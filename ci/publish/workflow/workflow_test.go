@@ -38,9 +38,9 @@ func TestDaggerStepsFoldsLikeTheAction(t *testing.T) {
 		got = append(got, [3]string{s.Job, s.Verb, s.Args})
 	}
 	want := [][3]string{
-		{"pipeline", "call", "--profile upstream build export --path results/images"},
-		{"pipeline", "call", "--profile=offline test-e-2-e    --keep-going export --path results"},
-		{"publish", "call", `publish --registry ghcr.io --username ${{ github.actor }} --password env://GITHUB_TOKEN --version "${{ github.ref_name }}"`},
+		{"pipeline", "call", "--profile upstream build backend export --path results/images/backend.tar"},
+		{"pipeline", "call", "--profile=offline test-e-2-e    --allow-failure export --path results"},
+		{"publish", "call", `--revision ${{ github.sha }} publish --registry ghcr.io/x --username ${{ github.actor }} --password env://GITHUB_TOKEN --tags "${{ github.ref_name }}"`},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("steps:\n%q\nwant\n%q", got, want)
@@ -101,12 +101,14 @@ func TestParseModule(t *testing.T) {
 	if m.Object != "KidneyGenetics" {
 		t.Errorf("object = %s", m.Object)
 	}
-	if got, want := m.FunctionNames(), []string{"build", "publish", "stack", "test-e-2-e"}; !reflect.DeepEqual(got, want) {
+	// Source is an exported field: dagger exposes it as a function.
+	if got, want := m.FunctionNames(), []string{"build", "publish", "source", "test-e-2-e"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("functions = %v, want %v", got, want)
 	}
 	wantCtor := []Param{
-		{GoName: "profile", Flag: "profile", Type: "string", Optional: true, Default: "upstream"},
 		{GoName: "source", Flag: "source", Type: "*dagger.Directory", Optional: true},
+		{GoName: "profile", Flag: "profile", Type: "string", Optional: true, Default: "upstream"},
+		{GoName: "revision", Flag: "revision", Type: "string", Optional: true},
 	}
 	if !reflect.DeepEqual(m.Constructor.Params, wantCtor) {
 		t.Errorf("constructor params = %+v", m.Constructor.Params)
@@ -118,10 +120,10 @@ func TestParseModule(t *testing.T) {
 			required = append(required, p.Flag)
 		}
 	}
-	if !reflect.DeepEqual(required, []string{"registry", "username", "password"}) {
+	if !reflect.DeepEqual(required, []string{"registry", "tags"}) {
 		t.Errorf("publish required = %v", required)
 	}
-	if pub.Returns != "string" || m.Functions["build"].Returns != "*dagger.Directory" {
+	if pub.Returns != "string" || m.Functions["build"].Returns != "*Images" {
 		t.Errorf("returns: publish %s, build %s", pub.Returns, m.Functions["build"].Returns)
 	}
 }
@@ -136,30 +138,34 @@ func TestParseCall(t *testing.T) {
 		return m.ParseCall(w)
 	}
 
-	c, err := parse("--progress plain --profile=offline test-e-2-e --keep-going export --path results")
+	c, err := parse("--progress plain --profile=offline test-e-2-e --allow-failure export --path results")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p, _ := c.ConstructorFlag("profile"); p != "offline" || c.Function() != "test-e-2-e" || len(c.Chain) != 2 || c.Chain[1].Name != "export" {
 		t.Errorf("call = %+v", c)
 	}
-	if v, _ := c.Flag("keep-going"); v != "true" {
+	if v, _ := c.Flag("allow-failure"); v != "true" {
 		t.Errorf("bool flag without value = %q, want true", v)
 	}
-	if _, err := parse("--profile upstream stack backend stdout"); err != nil {
-		t.Errorf("chain through a module object: %v", err)
+	if _, err := parse("--profile upstream build backend export --path b.tar"); err != nil {
+		t.Errorf("chain through a module object's field: %v", err)
+	}
+	if _, err := parse("--revision abc publish --registry r --tags a,b --username u --password env:TOKEN"); err != nil {
+		t.Errorf("legacy env: secret form: %v", err)
 	}
 
 	for in, wantErr := range map[string]string{
-		"--profile upstream test-e2e":                                   `function "test-e2e" is not in main.go's KidneyGenetics (which has: build, publish, stack, test-e-2-e)`,
-		"--profle upstream build":                                       "flag --profle is not an argument of the constructor",
-		"build --fast":                                                  "flag --fast is not an argument of build",
-		"publish --registry ghcr.io --username u":                       "publish needs --password",
-		"publish --registry r --username u --password hunter2":          "is a secret: pass a reference such as env://NAME",
-		"build export":                                                  "export needs --path",
-		"build export --path x stdout":                                  "returns string, on which nothing can be chained",
-		"--profile upstream":                                            "no function named",
-		"publish --registry r --username u --password env://T contents": "string, on which nothing can be chained",
+		"--profile upstream test-e2e":                               `function "test-e2e" is not in main.go's KidneyGenetics (which has: build, publish, source, test-e-2-e)`,
+		"build secret":                                              `function "secret" is not in Images (returned by build) (which has: backend, frontend)`,
+		"--profle upstream build":                                   "flag --profle is not an argument of the constructor",
+		"build --fast":                                              "flag --fast is not an argument of build",
+		"publish --registry ghcr.io --username u":                   "publish needs --tags",
+		"publish --tags x --registry r --password hunter2":          "is a secret: pass a reference such as env://NAME",
+		"test-e-2-e export":                                         "export needs --path",
+		"test-e-2-e export --path x stdout":                         "returns string, on which nothing can be chained",
+		"--profile upstream":                                        "no function named",
+		"publish --registry r --tags t --password env://T contents": "string, on which nothing can be chained",
 	} {
 		_, err := parse(in)
 		if err == nil || !strings.Contains(err.Error(), wantErr) {

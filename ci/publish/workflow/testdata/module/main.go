@@ -1,36 +1,52 @@
-// A Dagger module shaped like the project's, for the parser's tests.
+// A Dagger module shaped like the project's (main.go at the root), for the
+// parser's tests.
 package main
 
 import (
 	"context"
 
-	"dagger.io/dagger"
+	"github.com/kidney-genetics/kidney-genetics-db/internal/dagger"
 )
 
 type KidneyGenetics struct {
+	Source *dagger.Directory
+	// +private
 	Profile string
-	Source  *dagger.Directory
 }
 
 func New(
+	// +defaultPath="/"
+	// +ignore=["**/node_modules", "results"]
+	source *dagger.Directory,
 	// Where base images come from.
 	// +optional
 	// +default="upstream"
 	profile string,
-	// +defaultPath="/"
-	source *dagger.Directory,
-) *KidneyGenetics {
-	return &KidneyGenetics{Profile: profile, Source: source}
+	// +optional
+	revision string,
+) (*KidneyGenetics, error) {
+	return &KidneyGenetics{Source: source, Profile: profile}, nil
 }
 
-// Build returns the image tarballs.
-func (m *KidneyGenetics) Build(ctx context.Context) (*dagger.Directory, error) { return nil, nil }
+// Images are the two production images.
+type Images struct {
+	Backend  *dagger.Container
+	Frontend *dagger.Container
+	// +private
+	secret string
+}
+
+// Build the images.
+func (m *KidneyGenetics) Build(ctx context.Context) (*Images, error) { return nil, nil }
 
 // TestE2e runs the end-to-end checks.
+// +cache="never"
 func (m *KidneyGenetics) TestE2e(
 	ctx context.Context,
 	// +optional
-	keepGoing bool,
+	allowFailure bool,
+	// +optional
+	runId string,
 ) (*dagger.Directory, error) {
 	return nil, nil
 }
@@ -38,20 +54,13 @@ func (m *KidneyGenetics) TestE2e(
 func (m *KidneyGenetics) Publish(
 	ctx context.Context,
 	registry string,
+	// +optional
 	username string,
+	// +optional
 	password *dagger.Secret,
-	// +optional
-	version string,
-	// +optional
-	imagesDir *dagger.Directory,
+	tags []string,
 ) (string, error) {
 	return "", nil
 }
-
-func (m *KidneyGenetics) Stack() *Stack { return &Stack{} }
-
-type Stack struct{}
-
-func (s *Stack) Backend() *dagger.Container { return nil }
 
 func (m *KidneyGenetics) helper() {}
