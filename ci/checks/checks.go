@@ -9,6 +9,7 @@ package checks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -78,8 +79,10 @@ type Check struct {
 	// Destructive checks disturb the stack (stop the database); they run last, one at a
 	// time, after all others have finished.
 	Destructive bool
-	Timeout     time.Duration
-	Run         func(ctx context.Context, e *Env) Outcome
+	// Slow checks are started first, so that they overlap with the quick ones.
+	Slow    bool
+	Timeout time.Duration
+	Run     func(ctx context.Context, e *Env) Outcome
 }
 
 // Group is the part of the name before the first dot ("health" for health.frontend).
@@ -102,6 +105,8 @@ type Env struct {
 	// BudgetFile is budgets.yaml (size.budgets); Profile selects its section.
 	BudgetFile string
 	Profile    string
+	// BuildJSON is `kgci build`'s report (measured sizes); default ResultsDir/build.json.
+	BuildJSON string
 
 	httpOnce sync.Once
 	http     *http.Client
@@ -190,14 +195,16 @@ func Run(ctx context.Context, list []Check, e *Env, done func(Result)) []Result 
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(Parallelism)
-	for i, c := range list {
-		if c.Destructive {
-			continue
+	for _, slow := range []bool{true, false} {
+		for i, c := range list {
+			if c.Destructive || c.Slow != slow {
+				continue
+			}
+			g.Go(func() error {
+				report(i, runOne(gctx, c, e))
+				return nil
+			})
 		}
-		g.Go(func() error {
-			report(i, runOne(gctx, c, e))
-			return nil
-		})
 	}
 	_ = g.Wait()
 	for i, c := range list {
@@ -292,7 +299,8 @@ func StartupResults(s *dockerstack.Stack, upErr error) []Result {
 			r.Message = st.Err.Error() + startupHint(svc)
 			r.Details = st.Err.Details()
 		case upErr != nil && !startedBefore(s, svc):
-			if firstUnstarted(s) == svc {
+			var se *dockerstack.StartError
+			if firstUnstarted(s) == svc && !errors.As(upErr, &se) {
 				r.Status, r.Message = Fail, fmt.Sprintf("could not start %s: %v", svc, upErr)
 			} else {
 				r.Status, r.Message = Skip, "not started: an earlier service did not become healthy"

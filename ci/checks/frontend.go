@@ -18,6 +18,7 @@ import (
 var envInjection = Check{
 	Name:    "env_injection",
 	Docker:  true,
+	Slow:    true,
 	Needs:   []string{dockerstack.Frontend},
 	Timeout: 40 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {
@@ -30,9 +31,9 @@ var envInjection = Check{
 		name := s.Name("frontend-env")
 		args := []string{"run", "-d"}
 		args = append(args, s.RunArgs("frontend-env", "frontend-env")...)
-		// On the internal network the backend alias resolves, so nginx's upstream loads
-		// exactly as in the real frontend container.
-		args = append(args, "--network", s.InternalNetwork(), "-p", "127.0.0.1::8080")
+		// The backend's alias resolves on the proxy-side network too, so nginx's upstream
+		// loads as in the real frontend; an internal-only container could not publish a port.
+		args = append(args, "--network", s.ProxyNetwork(), "-p", "127.0.0.1::8080")
 		args = append(args, svc.SecurityArgs()...)
 		for k, v := range want {
 			args = append(args, "-e", k+"="+v)

@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
-	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
 )
 
 // FileEntry is one file in one layer.
@@ -38,9 +37,10 @@ type ImageFiles struct {
 	Ref    string
 	Config *v1.ConfigFile
 	Layers [][]FileEntry
-	// Final is the filesystem a container sees (whiteouts applied), read by
-	// ci/imageinspect.
-	Final *imageinspect.Image
+	// Final is the filesystem a container sees (whiteouts applied), by absolute path.
+	// (ci/imageinspect computes the same, but it also digests every layer, which for the
+	// uncompressed layers of `docker save` means gzipping them: seconds per image.)
+	Final map[string]FileEntry
 }
 
 // scanLimit: files larger than this are not read for key material (keys are small).
@@ -52,14 +52,7 @@ func IndexImage(tarPath, ref string) (*ImageFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", tarPath, err)
 	}
-	ix, err := IndexV1(img, ref)
-	if err != nil {
-		return nil, err
-	}
-	if ix.Final, err = imageinspect.Inspect(tarPath); err != nil {
-		return nil, err
-	}
-	return ix, nil
+	return IndexV1(img, ref)
 }
 
 // IndexV1 indexes an image already opened with go-containerregistry.
@@ -72,7 +65,7 @@ func IndexV1(img v1.Image, ref string) (*ImageFiles, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix := &ImageFiles{Ref: ref, Config: cf}
+	ix := &ImageFiles{Ref: ref, Config: cf, Final: map[string]FileEntry{}}
 	for li, l := range layers {
 		rc, err := l.Uncompressed()
 		if err != nil {
@@ -84,6 +77,7 @@ func IndexV1(img v1.Image, ref string) (*ImageFiles, error) {
 			return nil, fmt.Errorf("%s layer %d: %w", ref, li, err)
 		}
 		ix.Layers = append(ix.Layers, entries)
+		applyLayer(ix.Final, entries)
 	}
 	return ix, nil
 }
@@ -108,7 +102,7 @@ func indexLayer(r io.Reader, li int) ([]FileEntry, error) {
 				return nil, fmt.Errorf("%s: %w", p, err)
 			}
 			b := buf[:n]
-			fe.PrivateKey = bytes.Contains(b, []byte("-----BEGIN")) && bytes.Contains(b, []byte("PRIVATE KEY-----"))
+			fe.PrivateKey = bytes.Contains(b, []byte("PRIVATE KEY-----")) && pemKeyRE.Match(b)
 			base := path.Base(p)
 			if base == ".npmrc" || base == ".pypirc" || base == ".yarnrc" || base == ".yarnrc.yml" {
 				fe.AuthToken = authTokenRE.Match(b)
@@ -118,7 +112,44 @@ func indexLayer(r io.Reader, li int) ([]FileEntry, error) {
 	}
 }
 
+// pemKeyRE matches an actual PEM private key block (header, base64 body, footer), not the
+// bare marker strings that TLS/SSH libraries contain.
+var pemKeyRE = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\r?\n(?:[A-Za-z-]+: [^\n]*\r?\n|\r?\n)*(?:[A-Za-z0-9+/=]{16,}\r?\n)+-----END [A-Z0-9 ]*PRIVATE KEY-----`)
+
 var authTokenRE = regexp.MustCompile(`(?i)(_authToken|_auth|npmAuthToken|password)\s*[=:]\s*\S`)
+
+// applyLayer applies one layer (OCI whiteouts included) to a filesystem view keyed by
+// absolute path.
+func applyLayer(fs map[string]FileEntry, entries []FileEntry) {
+	removeTree := func(p string, keepSelf bool) {
+		for k := range fs {
+			if strings.HasPrefix(k, p+"/") || (!keepSelf && k == p) {
+				delete(fs, k)
+			}
+		}
+	}
+	for _, e := range entries {
+		dir, base := path.Split("/" + e.Path)
+		dir = path.Clean(dir)
+		switch {
+		case base == ".wh..wh..opq":
+			removeTree(strings.TrimSuffix(dir, "/"), true)
+		case strings.HasPrefix(base, ".wh."):
+			removeTree(path.Join(dir, strings.TrimPrefix(base, ".wh.")), false)
+		}
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(path.Base(e.Path), ".wh.") || e.Path == "" || e.Path == "." {
+			continue
+		}
+		p := "/" + e.Path
+		if e.Type != tar.TypeDir {
+			// A file replaces whatever tree an earlier layer had at that path.
+			removeTree(p, true)
+		}
+		fs[p] = e
+	}
+}
 
 type imageCache struct {
 	mu  sync.Mutex
@@ -128,10 +159,12 @@ type imageCache struct {
 }
 
 type imageLoad struct {
-	once sync.Once
-	tar  string // the docker save tarball, removed by Env.Close
-	ix   *ImageFiles
-	err  error
+	once      sync.Once
+	saveTime  time.Duration
+	indexTime time.Duration
+	tar       string // the docker save tarball, removed by Env.Close
+	ix        *ImageFiles
+	err       error
 }
 
 // saveImage writes the image, as the engine holds it, to a tarball in the Env's temp dir.
@@ -169,13 +202,8 @@ func (e *Env) Close() error {
 	return err
 }
 
-// imageFiles saves the service's image from the engine (the exact image under test) and
-// indexes it; both image checks share one save per image.
-func (e *Env) imageFiles(ctx context.Context, svc string) (*ImageFiles, error) {
-	l := e.imageLoad(svc)
-	return l.ix, l.err
-}
-
+// imageLoad saves the service's image from the engine (the exact image under test) and
+// indexes it; the image checks share one save per image.
 func (e *Env) imageLoad(svc string) *imageLoad {
 	ref := e.Stack.Images[svc]
 	e.images.mu.Lock()
@@ -189,13 +217,17 @@ func (e *Env) imageLoad(svc string) *imageLoad {
 	}
 	e.images.mu.Unlock()
 	l.once.Do(func() {
+		t0 := time.Now()
 		tarPath, err := e.saveImage(ref)
+		l.saveTime = time.Since(t0)
 		if err != nil {
 			l.err = err
 			return
 		}
 		l.tar = tarPath
+		t1 := time.Now()
 		l.ix, l.err = IndexImage(tarPath, ref)
+		l.indexTime = time.Since(t1)
 	})
 	return l
 }
@@ -275,15 +307,15 @@ func BuildToolFindings(ix *ImageFiles, svc string) []string {
 			f = append(f, s)
 		}
 	}
-	for _, e := range ix.Final.Files {
-		p := e.Path
+	for p, e := range ix.Final {
 		dir, base := path.Split(p)
+		isDir := e.Type == tar.TypeDir
 		switch {
-		case strings.HasSuffix(dir, "bin/") && !e.IsDir() && (tools[base] || strings.HasPrefix(base, "pip3.") || strings.HasPrefix(base, "gcc-")):
+		case strings.HasSuffix(dir, "bin/") && !isDir && (tools[base] || strings.HasPrefix(base, "pip3.") || strings.HasPrefix(base, "gcc-")):
 			add(p)
 		case p == "/var/lib/dpkg/info/build-essential.list":
 			add("the build-essential package (" + p + ")")
-		case svc == dockerstack.Backend && strings.HasSuffix(dir, "-packages/") && base == "pip" && e.IsDir():
+		case svc == dockerstack.Backend && strings.HasSuffix(dir, "-packages/") && base == "pip" && isDir:
 			add(p + "/ (pip inside the runtime Python)")
 		}
 		if i := strings.Index(p, "/node_modules"); i >= 0 && (len(p) == i+len("/node_modules") || p[i+len("/node_modules")] == '/') {
@@ -298,11 +330,13 @@ func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix 
 	return Check{
 		Name:    name,
 		Docker:  true,
+		Slow:    true,
 		Timeout: 2 * time.Minute,
 		Run: func(ctx context.Context, e *Env) Outcome {
 			var notes, bad []string
 			for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
-				ix, err := e.imageFiles(ctx, svc)
+				l := e.imageLoad(svc)
+				ix, err := l.ix, l.err
 				if err != nil {
 					return failf("could not read the %s image %s: %v", svc, e.Stack.Images[svc], err)
 				}
@@ -311,7 +345,7 @@ func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix 
 				for _, l := range ix.Layers {
 					n += len(l)
 				}
-				notes = append(notes, fmt.Sprintf("%s: %d layers, %d entries", svc, len(ix.Layers), n))
+				notes = append(notes, fmt.Sprintf("%s: %d layers, %d entries; docker save %.1fs, scan %.1fs", svc, len(ix.Layers), n, l.saveTime.Seconds(), l.indexTime.Seconds()))
 				for _, x := range found {
 					bad = append(bad, svc+": "+x)
 				}

@@ -264,6 +264,7 @@ type probeResult struct {
 var securityDBIsolation = Check{
 	Name:    "security.db_isolation",
 	Docker:  true,
+	Slow:    true,
 	Needs:   []string{dockerstack.Postgres, dockerstack.Backend},
 	Timeout: 40 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {

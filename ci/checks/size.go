@@ -3,8 +3,11 @@ package checks
 import (
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,9 +24,10 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // measureImage returns the sizes of the image under test: uncompressed is the sum of its
-// layer tars; compressed is what gzip (BuildKit's default layer compression, default
-// level) makes of them, i.e. what a registry push transfers. `docker save` stores layers
-// uncompressed, so the compressed figure has to be computed.
+// layer tars; compressed is what gzip makes of them, i.e. what a registry push transfers.
+// `docker save` stores layers uncompressed, so the compressed figure has to be computed;
+// BestSpeed lands within 1% of the blobs BuildKit writes and is 3-4x faster than the
+// default level.
 func measureImage(ctx context.Context, tarPath, name string) (budget.Actual, error) {
 	img, err := tarball.ImageFromPath(tarPath, nil)
 	if err != nil {
@@ -45,7 +49,7 @@ func measureImage(ctx context.Context, tarPath, name string) (budget.Actual, err
 			}
 			defer rc.Close()
 			cw := &countWriter{}
-			zw, _ := gzip.NewWriterLevel(cw, gzip.DefaultCompression)
+			zw, _ := gzip.NewWriterLevel(cw, gzip.BestSpeed)
 			n, err := io.Copy(zw, &ctxReader{ctx, rc})
 			if err != nil {
 				return err
@@ -85,6 +89,7 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 var sizeBudgets = Check{
 	Name:    "size.budgets",
 	Docker:  true,
+	Slow:    true,
 	Timeout: 2 * time.Minute,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		if e.BudgetFile == "" {
@@ -98,8 +103,22 @@ var sizeBudgets = Check{
 		if profile == "" {
 			profile = "upstream"
 		}
+		built := readBuildJSON(e.buildJSON())
 		var actual []budget.Actual
+		var sources []string
 		for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
+			ref := e.Stack.Images[svc]
+			img, err := e.Docker().InspectImage(ctx, ref)
+			if err != nil {
+				return failf("%v", err)
+			}
+			// The build measured the exact blobs; reuse its figures when they describe
+			// this very image (same config digest), measure otherwise.
+			if b, ok := built[img.ID]; ok {
+				actual = append(actual, budget.Actual{Image: svc, Compressed: b.Compressed, Uncompressed: b.Uncompressed})
+				sources = append(sources, svc+" from build.json")
+				continue
+			}
 			l := e.imageLoad(svc)
 			if l.err != nil {
 				return failf("could not read the %s image: %v", svc, l.err)
@@ -109,16 +128,54 @@ var sizeBudgets = Check{
 				return failf("measuring the %s image: %v", svc, err)
 			}
 			actual = append(actual, a)
+			sources = append(sources, svc+" measured from the engine")
 		}
 		vs := b.Evaluate(profile, actual)
 		table := budget.Table(vs)
 		if err := budget.Check(vs); err != nil {
-			return failf("%v (profile %s, %s). Make the image smaller (what does the runtime stage copy? see the layer sizes from `kgci build`), or raise the budget in %s with the measured value and a reason", err, profile, e.BudgetFile, e.BudgetFile).with(table)
+			return failf("%v (profile %s, %s; %s). Make the image smaller (what does the runtime stage copy? see the layer sizes from `kgci build`), or raise the budget in %s with the measured value and a reason", err, profile, e.BudgetFile, strings.Join(sources, ", "), e.BudgetFile).with(table)
 		}
 		var parts []string
 		for _, v := range vs {
 			parts = append(parts, fmt.Sprintf("%s %s %s/%s", v.Image, v.Metric, budget.FormatSize(v.Actual), budget.FormatSize(v.Limit)))
 		}
-		return passf("within the %s budgets of %s: %s", profile, e.BudgetFile, strings.Join(parts, ", ")).with(table)
+		return passf("within the %s budgets of %s: %s (%s)", profile, e.BudgetFile, strings.Join(parts, ", "), strings.Join(sources, ", ")).with(table)
 	},
+}
+
+// builtImage is what `kgci build` recorded about one image in build.json.
+type builtImage struct {
+	Name         string `json:"name"`
+	ConfigDigest string `json:"config_digest"`
+	Compressed   int64  `json:"compressed_bytes"`
+	Uncompressed int64  `json:"uncompressed_bytes"`
+}
+
+// readBuildJSON maps config digest (Docker's image ID) to the build's measurements; a
+// missing or unreadable file just means "measure".
+func readBuildJSON(p string) map[string]builtImage {
+	out := map[string]builtImage{}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return out
+	}
+	var doc struct {
+		Images []builtImage `json:"images"`
+	}
+	if json.Unmarshal(b, &doc) != nil {
+		return out
+	}
+	for _, im := range doc.Images {
+		if im.ConfigDigest != "" && im.Compressed > 0 && im.Uncompressed > 0 {
+			out[im.ConfigDigest] = im
+		}
+	}
+	return out
+}
+
+func (e *Env) buildJSON() string {
+	if e.BuildJSON != "" {
+		return e.BuildJSON
+	}
+	return filepath.Join(e.ResultsDir, "build.json")
 }

@@ -32,7 +32,7 @@ type Service struct {
 	ReadOnly      bool        `yaml:"read_only"`
 	StopSignal    string      `yaml:"stop_signal"`
 	Networks      stringSet   `yaml:"networks"`
-	Ports         []string    `yaml:"ports"`
+	Ports         portList    `yaml:"ports"`
 	DependsOn     dependsOn   `yaml:"depends_on"`
 	Healthcheck   *Healthtest `yaml:"healthcheck"`
 	Logging       *struct {
@@ -82,6 +82,40 @@ func (s *stringSet) UnmarshalYAML(n *yaml.Node) error {
 		sort.Strings(*s)
 	default:
 		return fmt.Errorf("line %d: expected a list or a mapping", n.Line)
+	}
+	return nil
+}
+
+// portList accepts the short ("127.0.0.1:8080:8080") and the long (mapping) port syntax;
+// the long form is rendered as [host_ip:]published:target[/protocol].
+type portList []string
+
+func (p *portList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: ports: expected a list", n.Line)
+	}
+	for _, it := range n.Content {
+		if it.Kind == yaml.ScalarNode {
+			*p = append(*p, it.Value)
+			continue
+		}
+		var m struct {
+			HostIP    string `yaml:"host_ip"`
+			Published string
+			Target    string
+			Protocol  string
+		}
+		if err := it.Decode(&m); err != nil {
+			return err
+		}
+		s := m.Published + ":" + m.Target
+		if m.HostIP != "" {
+			s = m.HostIP + ":" + s
+		}
+		if m.Protocol != "" {
+			s += "/" + m.Protocol
+		}
+		*p = append(*p, s)
 	}
 	return nil
 }
@@ -276,6 +310,12 @@ func (h *Healthtest) HealthArgs() []string {
 	a := []string{"--health-cmd", strings.ReplaceAll(cmd, "$$", "$")}
 	if h.Timeout != "" {
 		a = append(a, "--health-timeout", h.Timeout)
+	}
+	if h.StartPeriod != "" {
+		a = append(a, "--health-start-period", h.StartPeriod)
+	}
+	if h.Retries > 0 {
+		a = append(a, "--health-retries", fmt.Sprint(h.Retries))
 	}
 	return a
 }

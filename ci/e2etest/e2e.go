@@ -33,6 +33,7 @@ type Config struct {
 	ResultsDir  string
 	ComposeFile string // docker-compose.prod.yml
 	BudgetFile  string // budgets.yaml; empty skips size.budgets
+	BuildJSON   string // kgci build's report; default ResultsDir/build.json
 	// BaseCache is $KGCI_CACHE (offline bases under base/<name>).
 	BaseCache string
 	Checks    []string // names or groups; all when empty
@@ -207,7 +208,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	}
 
 	env := &checks.Env{
-		Runtime: "docker", Stack: stack, ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile),
+		Runtime: "docker", Stack: stack, ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
 		BackendURL: stack.URLs[dockerstack.Backend], FrontendURL: stack.URLs[dockerstack.Frontend],
 	}
 	defer env.Close()

@@ -298,13 +298,25 @@ func mdCell(s string) string {
 }
 
 func mdInline(s string) string {
-	s = strings.TrimSpace(s)
+	s = strings.TrimSpace(stripControl(s))
 	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r\n", "<br>", "\n", "<br>", "\r", "<br>")
 	return r.Replace(s)
 }
 
+// stripControl drops control characters (terminal colour codes from container logs) that
+// render as garbage; newlines and tabs stay.
+func stripControl(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
 // fence wraps text in a code fence longer than any backtick run inside it.
 func fence(s string) string {
+	s = stripControl(s)
 	longest, run := 0, 0
 	for _, c := range s {
 		if c == '`' {

@@ -36,6 +36,7 @@ Exits 1 when a check fails.`)
 	startup := fs.Duration("startup-timeout", 60*time.Second, "bound on each service becoming healthy")
 	compose := fs.String("compose", dockerstack.ProdComposeFile, "production compose file: networks, aliases and security options are taken from it")
 	budgets := fs.String("budgets", "budgets.yaml", "size budgets for size.budgets; 'none' skips that check")
+	buildJSON := fs.String("build-json", "", "kgci build's build.json, whose measured sizes size.budgets uses for the same images (default RESULTS/build.json)")
 	only := fs.String("checks", "", "comma-separated checks or groups to run (default: all), e.g. health,websocket.upgrade")
 	dockerHost := fs.String("docker-host", "", "Docker engine (default: $DOCKER_HOST, else "+dockerstack.DefaultHost+" if present, else Docker's default)")
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +76,7 @@ Exits 1 when a check fails.`)
 	defer cancel()
 	res, err := e2etest.Run(rctx, e2etest.Config{
 		Docker: d, Profile: p, Tag: *tag, ResultsDir: *results, ComposeFile: composePath,
-		BudgetFile: budgetFile, Checks: names, StartupTimeout: *startup, KeepOnFailure: *keep, Out: os.Stdout,
+		BudgetFile: budgetFile, BuildJSON: *buildJSON, Checks: names, StartupTimeout: *startup, KeepOnFailure: *keep, Out: os.Stdout,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,265 @@
+package checks
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+)
+
+func TestParseEnvConfig(t *testing.T) {
+	cfg, err := ParseEnvConfig(`// written at start
+window._env_ = { API_BASE_URL: "/api", WS_URL: "/ws", ENVIRONMENT: "production" };
+`)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"API_BASE_URL": "/api", "WS_URL": "/ws", "ENVIRONMENT": "production"}, cfg)
+
+	cfg, err = ParseEnvConfig(`window._env_={"WS_URL":"wss://x.org/ws\u0027\"}, EVIL: \"1\"","ENVIRONMENT":"a\\b",};`)
+	require.NoError(t, err)
+	assert.Equal(t, `wss://x.org/ws'"}, EVIL: "1"`, cfg["WS_URL"], "a value that looks like more keys stays one value")
+	assert.Equal(t, `a\b`, cfg["ENVIRONMENT"])
+	assert.NotContains(t, cfg, "EVIL")
+
+	for _, bad := range []string{
+		``,
+		`window._env_ = { WS_URL: '/ws' };`, // not the entrypoint's quoting
+		`window._env_ = { WS_URL: "/ws" }; alert(1);`,     // trailing code
+		`window._env_ = { WS_URL: "/ws", WS_URL: "/x" };`, // duplicate key
+		`window._env_ = { WS_URL: "/ws"`,
+		`window._env_ = { WS_URL: "a` + "\n" + `b" };`,
+	} {
+		_, err := ParseEnvConfig(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+}
+
+// TestEnvConfigFromTheRealEntrypoint runs scripts/docker-entrypoint.sh with hostile values
+// and parses what it writes: the checker must read back exactly what the container got.
+func TestEnvConfigFromTheRealEntrypoint(t *testing.T) {
+	script, err := dockerstack.FindRepoFile(".", "scripts/docker-entrypoint.sh")
+	require.NoError(t, err)
+	out := filepath.Join(t.TempDir(), "env-config.js")
+	values := map[string]string{
+		"API_BASE_URL": `https://api.example.org/v1?a=1&b="2"`,
+		"WS_URL":       "/ws</script><script>alert('x')</script>\\",
+		"ENVIRONMENT":  "staging\u2028ünïcode\ttab",
+	}
+	cmd := exec.Command("sh", script, "true")
+	cmd.Env = append(os.Environ(), "ENV_CONFIG_PATH="+out)
+	for k, v := range values {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(b))
+	js, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.NotContains(t, string(js), "</script>", "the entrypoint escapes markup")
+	cfg, err := ParseEnvConfig(string(js))
+	require.NoError(t, err, string(js))
+	assert.Equal(t, values, cfg)
+}
+
+func TestEventsURL(t *testing.T) {
+	page := "http://127.0.0.1:41234"
+	for ws, want := range map[string]string{
+		"/ws":                    "ws://127.0.0.1:41234/ws/events",
+		"/ws/":                   "ws://127.0.0.1:41234/ws/events",
+		"ws":                     "ws://127.0.0.1:41234/ws/events",
+		"/custom-ws":             "ws://127.0.0.1:41234/custom-ws/events",
+		"ws://other:9/ws":        "ws://other:9/ws/events",
+		"https://db.example/ws/": "wss://db.example/ws/events",
+		"//db.example/ws":        "ws://db.example/ws/events",
+	} {
+		got, err := EventsURL(ws, page)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "WS_URL %q", ws)
+	}
+	got, _ := EventsURL("/ws", "https://db.example")
+	assert.Equal(t, "wss://db.example/ws/events", got)
+}
+
+func TestAcceptKey(t *testing.T) {
+	// The example from RFC 6455 section 1.3.
+	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", AcceptKey("dGhlIHNhbXBsZSBub25jZQ=="))
+}
+
+func TestParseProcStatus(t *testing.T) {
+	p, err := ParseProcStatus("Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t7\nUid:\t101\t101\t101\t101\nGid:\t101\t101\t101\t101\n" +
+		"CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\n")
+	require.NoError(t, err)
+	assert.Equal(t, ProcStatus{Name: "nginx", Pid: 7, Uid: [4]int{101, 101, 101, 101}, CapBnd: 0xa80425fb, NoNewPrivs: 1}, p)
+	_, err = ParseProcStatus("Name:\tx\nPid:\t1\n")
+	assert.ErrorContains(t, err, "no Uid line")
+}
+
+func TestSelect(t *testing.T) {
+	l, err := Select(All(), []string{"health", "websocket.upgrade"})
+	require.NoError(t, err)
+	var names []string
+	for _, c := range l {
+		names = append(names, c.Name)
+	}
+	assert.Equal(t, []string{"health.backend_direct", "health.through_nginx", "health.frontend", "websocket.upgrade", "health.database_down"}, names)
+	_, err = Select(All(), []string{"health.nope"})
+	assert.ErrorContains(t, err, `no check or group named "health.nope"`)
+
+	// Names are the report's stable interface: unique, grouped, lower case.
+	seen := map[string]bool{}
+	for _, c := range All() {
+		assert.False(t, seen[c.Name], c.Name)
+		seen[c.Name] = true
+		assert.Regexp(t, `^[a-z_]+(\.[a-z_]+)?$`, c.Name)
+	}
+	for _, c := range URLOnly() {
+		assert.False(t, c.Docker, c.Name)
+	}
+	assert.Len(t, URLOnly(), 6)
+}
+
+// TestRunOrder: independent checks overlap in time; destructive ones start only after every
+// other check finished, one at a time; results keep the list order.
+func TestRunOrder(t *testing.T) {
+	var running, maxRunning, destructiveRunning int32
+	var mu sync.Mutex
+	var finished []string
+	mk := func(name string, destructive bool) Check {
+		return Check{Name: name, Destructive: destructive, Run: func(ctx context.Context, e *Env) Outcome {
+			n := atomic.AddInt32(&running, 1)
+			defer atomic.AddInt32(&running, -1)
+			for {
+				m := atomic.LoadInt32(&maxRunning)
+				if n <= m || atomic.CompareAndSwapInt32(&maxRunning, m, n) {
+					break
+				}
+			}
+			if destructive {
+				if atomic.AddInt32(&destructiveRunning, 1) != 1 || n != 1 {
+					return failf("destructive check overlapped with another")
+				}
+				defer atomic.AddInt32(&destructiveRunning, -1)
+			}
+			time.Sleep(50 * time.Millisecond)
+			mu.Lock()
+			finished = append(finished, name)
+			mu.Unlock()
+			return passf("ok")
+		}}
+	}
+	list := []Check{mk("a.one", false), mk("z.destroy", true), mk("a.two", false), mk("a.three", false), mk("z.destroy2", true)}
+	var calls int32
+	rs := Run(context.Background(), list, &Env{}, func(Result) { atomic.AddInt32(&calls, 1) })
+	require.Len(t, rs, 5)
+	for i, r := range rs {
+		assert.Equal(t, list[i].Name, r.Name)
+		assert.Equal(t, Pass, r.Status, r.Message)
+		assert.GreaterOrEqual(t, r.Duration, 50*time.Millisecond)
+	}
+	assert.EqualValues(t, 5, calls)
+	assert.EqualValues(t, 3, maxRunning, "the three independent checks ran at the same time")
+	assert.Equal(t, []string{"z.destroy", "z.destroy2"}, finished[3:])
+}
+
+func TestRunTimeoutPanicAndSkips(t *testing.T) {
+	list := []Check{
+		{Name: "t.slow", Timeout: 50 * time.Millisecond, Run: func(ctx context.Context, e *Env) Outcome {
+			<-ctx.Done()
+			return failf("waited for the backend")
+		}},
+		{Name: "t.panic", Run: func(ctx context.Context, e *Env) Outcome { panic("boom") }},
+		{Name: "t.docker", Docker: true, Run: func(ctx context.Context, e *Env) Outcome { return passf("must not run") }},
+		{Name: "t.frontend", Needs: []string{dockerstack.Frontend}, Run: func(ctx context.Context, e *Env) Outcome { return passf("must not run") }},
+		{Name: "t.backend", Needs: []string{dockerstack.Backend}, Run: func(ctx context.Context, e *Env) Outcome { return passf("ran") }},
+	}
+	rs := Run(context.Background(), list, &Env{Runtime: "dagger", BackendURL: "http://backend:8000"}, nil)
+	assert.Equal(t, Fail, rs[0].Status)
+	assert.Equal(t, "timed out after 50ms: waited for the backend", rs[0].Message)
+	assert.Equal(t, Fail, rs[1].Status)
+	assert.Contains(t, rs[1].Message, "check crashed: boom")
+	assert.Equal(t, Skip, rs[2].Status)
+	assert.Contains(t, rs[2].Message, "needs the Docker runtime")
+	assert.Equal(t, Skip, rs[3].Status)
+	assert.Equal(t, "needs --frontend-url", rs[3].Message)
+	assert.Equal(t, Pass, rs[4].Status)
+}
+
+func TestGuardedClient(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/away" {
+			http.Redirect(w, r, "http://192.0.2.1/", http.StatusFound)
+			return
+		}
+		w.WriteHeader(204)
+	}))
+	defer srv.Close()
+	e := &Env{Runtime: "docker", FrontendURL: srv.URL}
+	r, err := e.get(context.Background(), srv.URL+"/", nil)
+	require.NoError(t, err)
+	assert.Equal(t, 204, r.StatusCode)
+	_, err = e.get(context.Background(), srv.URL+"/away", nil)
+	assert.ErrorContains(t, err, "refusing to connect to 192.0.2.1:80", "a redirect off the machine is refused")
+	_, err = e.get(context.Background(), "http://example.org/", nil)
+	assert.ErrorContains(t, err, "refusing to connect")
+
+	// Dagger: the given service hostnames are allowed, nothing else.
+	d := &Env{Runtime: "dagger", BackendURL: "http://backend:8000", FrontendURL: "http://frontend:8080"}
+	assert.True(t, d.allowedHost("backend"))
+	assert.True(t, d.allowedHost("FRONTEND"))
+	assert.True(t, d.allowedHost("127.0.0.1"))
+	assert.False(t, d.allowedHost("postgres"))
+	assert.False(t, (&Env{Runtime: "docker", BackendURL: "http://backend:8000"}).allowedHost("backend"))
+	_, err = d.dial(context.Background(), "tcp", net.JoinHostPort("10.0.0.1", "5432"))
+	assert.ErrorContains(t, err, "refusing")
+}
+
+// TestURLChecksAgainstFakes exercises the URL-only checks against small in-process
+// servers, each one wrong in a way the check must name.
+func TestURLChecksAgainstFakes(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/health":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"status":"ok","database":"connected"}`))
+		case "/health":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"status":"healthy","service":"kidney_genetics_frontend"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(503)
+		w.Write([]byte(`{"status":"error","database":"unreachable","detail":"connection refused"}`))
+	}))
+	defer down.Close()
+	badGateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(502)
+	}))
+	defer badGateway.Close()
+
+	ctx := context.Background()
+	e := &Env{Runtime: "docker", BackendURL: ok.URL, FrontendURL: ok.URL}
+	assert.Equal(t, Pass, healthBackendDirect.Run(ctx, e).Status)
+	assert.Equal(t, Pass, healthFrontend.Run(ctx, e).Status)
+	o := healthBackendDirect.Run(ctx, &Env{Runtime: "docker", BackendURL: down.URL})
+	assert.Equal(t, Fail, o.Status)
+	assert.Contains(t, o.Message, `database "unreachable" (connection refused): the backend cannot reach PostgreSQL`)
+	o = healthThroughNginx.Run(ctx, &Env{Runtime: "docker", FrontendURL: badGateway.URL})
+	assert.Equal(t, Fail, o.Status)
+	assert.Contains(t, o.Message, "returned 502: nginx cannot reach the backend")
+	o = healthFrontend.Run(ctx, &Env{Runtime: "docker", FrontendURL: down.URL})
+	assert.Equal(t, Fail, o.Status)
+	assert.Contains(t, o.Message, "returned 503, want 200")
+}
