@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/workflow"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
 const reproduceSummary = "Rerun what CI ran for a commit, in a temporary git worktree, and show the first failing check"
@@ -42,6 +44,7 @@ func runReproduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	commit := fs.String("commit", "HEAD", "commit to reproduce (sha, tag or branch)")
 	engine := fs.String("engine", "dagger", "dagger: run the workflow's `dagger call`s with the dagger CLI; local: the kgci equivalent (build --load, test-e2e) with the same profile")
 	results := fs.String("results", "", "where to copy the run's results directory (default results/reproduce-<sha>)")
+	profile := fs.String("profile", "", "override the workflow's --profile (e.g. offline on a machine without registry access); the run then differs from CI in where base images come from")
 	keep := fs.Bool("keep", false, "keep the worktree afterwards (its path is printed) to poke around")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -71,17 +74,17 @@ func runReproduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}()
 	}
 
-	steps, daggerVersion, err := plan(wt, sha, *engine)
+	r, err := plan(wt, sha, *engine, *profile)
 	if err != nil {
 		return err
 	}
 	if *engine == "dagger" {
-		if err := checkDaggerCLI(ctx, daggerVersion, stderr); err != nil {
+		if err := checkDaggerCLI(ctx, r.DaggerVersion, stderr); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintf(stdout, "reproducing %s with engine %s in %s\n", sha[:12], *engine, wt)
-	runErr := runSteps(ctx, steps, stdout, stderr)
+	failed, runErr := runSteps(ctx, r.Steps, stdout, stderr)
 
 	dest := *results
 	if dest == "" {
@@ -92,15 +95,33 @@ func runReproduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	} else {
 		fmt.Fprintf(stdout, "results of the run: %s\n", dest)
 	}
+	res, resErr := readResults(dest)
+	if runErr == nil && resErr == nil && !res.Passed {
+		// test-e-2-e --allow-failure exports failed results and succeeds,
+		// as in CI, where the Verdict step fails the job instead.
+		failed = len(r.Steps) - 1
+		runErr = fmt.Errorf("end-to-end checks failed: %d of %d", res.Counts.Fail, len(res.Checks))
+	}
 	if runErr == nil {
 		fmt.Fprintf(stdout, "reproduction of %s passed\n", sha[:12])
 		return nil
 	}
-	if err := printFirstFailure(stdout, dest); err != nil {
-		fmt.Fprintf(stdout, "no check results to show (%v): the run failed before the checks; see the output above\n", err)
+	if resErr != nil {
+		fmt.Fprintf(stdout, "\nno check results to show (%v): the run failed before the checks; see the output above\n", resErr)
+	} else {
+		printFirstFailure(stdout, dest, res)
 	}
-	printHints(stdout, steps, *engine)
+	if failed >= 0 {
+		printHints(stdout, r.Steps[failed], *engine, r.Terminals)
+	}
 	return runErr
+}
+
+// reproduction is what plan found at a commit.
+type reproduction struct {
+	Steps         []step
+	DaggerVersion string   // what the workflow installs
+	Terminals     []string // dagger calls that open a shell in a built image
 }
 
 // step is one command of a reproduction.
@@ -112,20 +133,19 @@ type step struct {
 }
 
 // plan reads the workflow and the Dagger module at the worktree's commit
-// and returns the commands to run for engine, and the dagger CLI version
-// the workflow installs.
-func plan(wt, sha, engine string) ([]step, string, error) {
+// and returns the commands to run for engine.
+func plan(wt, sha, engine, profileOverride string) (*reproduction, error) {
 	src, err := os.ReadFile(filepath.Join(wt, workflowPath))
 	if err != nil {
-		return nil, "", fmt.Errorf("commit %s has no %s: nothing says what CI ran for it", sha[:12], workflowPath)
+		return nil, fmt.Errorf("commit %s has no %s: nothing says what CI ran for it", sha[:12], workflowPath)
 	}
 	dsteps, err := workflow.DaggerSteps(src)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s at %s: %w", workflowPath, sha[:12], err)
+		return nil, fmt.Errorf("%s at %s: %w", workflowPath, sha[:12], err)
 	}
 	mod, err := workflow.ParseModule(wt)
 	if err != nil {
-		return nil, "", fmt.Errorf("Dagger module at %s: %w", sha[:12], err)
+		return nil, fmt.Errorf("Dagger module at %s: %w", sha[:12], err)
 	}
 	version := ""
 
@@ -133,7 +153,7 @@ func plan(wt, sha, engine string) ([]step, string, error) {
 	seen := map[string]bool{}
 	for _, ds := range dsteps {
 		if ds.Verb != "call" {
-			return nil, "", fmt.Errorf("%s step %q uses `dagger %s`; only `dagger call` steps can be reproduced", workflowPath, ds.Name, ds.Verb)
+			return nil, fmt.Errorf("%s step %q uses `dagger %s`; only `dagger call` steps can be reproduced", workflowPath, ds.Name, ds.Verb)
 		}
 		// Runner context (github.actor, secrets) only matters to steps
 		// that are not reproduced; any other step using it is refused.
@@ -147,17 +167,25 @@ func plan(wt, sha, engine string) ([]step, string, error) {
 		})
 		words, err := workflow.Split(args)
 		if err != nil {
-			return nil, "", fmt.Errorf("step %q: %w", ds.Name, err)
+			return nil, fmt.Errorf("step %q: %w", ds.Name, err)
 		}
 		call, err := mod.ParseCall(words)
 		if err != nil {
-			return nil, "", fmt.Errorf("step %q of %s does not match the Dagger module at %s: %w", ds.Name, workflowPath, sha[:12], err)
+			return nil, fmt.Errorf("step %q of %s does not match the Dagger module at %s: %w", ds.Name, workflowPath, sha[:12], err)
+		}
+		if profileOverride != "" {
+			if words, err = overrideProfile(words, call, profileOverride); err != nil {
+				return nil, err
+			}
+			if call, err = mod.ParseCall(words); err != nil {
+				return nil, err
+			}
 		}
 		if call.Function() == "publish" {
 			continue // reproducing must never push images
 		}
 		if len(runnerOnly) > 0 {
-			return nil, "", fmt.Errorf("step %q uses ${{ %s }}, which has no value outside GitHub Actions", ds.Name, runnerOnly[0])
+			return nil, fmt.Errorf("step %q uses ${{ %s }}, which has no value outside GitHub Actions", ds.Name, runnerOnly[0])
 		}
 		if ds.Version != "" {
 			version = ds.Version
@@ -172,7 +200,7 @@ func plan(wt, sha, engine string) ([]step, string, error) {
 		}
 		local, ok := localEquivalent[call.Function()]
 		if !ok {
-			return nil, "", fmt.Errorf("step %q calls %s, which has no local equivalent: use --engine dagger", ds.Name, call.Function())
+			return nil, fmt.Errorf("step %q calls %s, which has no local equivalent: use --engine dagger", ds.Name, call.Function())
 		}
 		// Unset, the constructor's own default applies, as under dagger.
 		profile, ok := call.ConstructorFlag("profile")
@@ -193,9 +221,72 @@ func plan(wt, sha, engine string) ([]step, string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, "", fmt.Errorf("%s at %s has no dagger call step other than publishing: nothing to reproduce", workflowPath, sha[:12])
+		return nil, fmt.Errorf("%s at %s has no dagger call step other than publishing: nothing to reproduce", workflowPath, sha[:12])
 	}
-	return out, version, nil
+	return &reproduction{Steps: out, DaggerVersion: version, Terminals: terminals(mod, out[0].Call)}, nil
+}
+
+// terminals lists `dagger call ... terminal` commands that open a shell in
+// each container the module returns without required arguments (e.g.
+// build backend), with the constructor flags CI used.
+func terminals(mod *workflow.Module, first *workflow.Call) []string {
+	ctor := []string{"dagger", "call"}
+	for _, f := range first.Constructor {
+		ctor = append(ctor, "--"+f.Name, f.Value)
+	}
+	var out []string
+	for _, name := range mod.FunctionNames() {
+		fn := mod.Functions[name]
+		if hasRequired(fn) {
+			continue
+		}
+		obj := mod.Objects[strings.TrimPrefix(fn.Returns, "*")]
+		var fields []string
+		for n, f := range obj {
+			if f.Returns == "*dagger.Container" && !hasRequired(f) {
+				fields = append(fields, n)
+			}
+		}
+		slices.Sort(fields)
+		for _, f := range fields {
+			out = append(out, shellQuote(append(slices.Clone(ctor), name, f, "terminal")))
+		}
+	}
+	return out
+}
+
+func hasRequired(fn *workflow.Function) bool {
+	for _, p := range fn.Params {
+		if !p.Optional {
+			return true
+		}
+	}
+	return false
+}
+
+// overrideProfile replaces (or adds) the constructor's --profile.
+func overrideProfile(words []string, call *workflow.Call, profile string) ([]string, error) {
+	if _, err := spec.ParseProfile(profile); err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if w == call.Function() {
+			// The constructor flags end here: put ours last among them.
+			out = append(out, "--profile", profile)
+			return append(out, words[i:]...), nil
+		}
+		if w == "--profile" {
+			i++
+			continue
+		}
+		if strings.HasPrefix(w, "--profile=") {
+			continue
+		}
+		out = append(out, w)
+	}
+	return nil, fmt.Errorf("no function in %q", strings.Join(words, " "))
 }
 
 // checkDaggerCLI fails with install instructions when dagger is missing
@@ -221,8 +312,9 @@ func checkDaggerCLI(ctx context.Context, want string, stderr io.Writer) error {
 // runSteps runs each step in its own process group, so that Ctrl-C reaches
 // everything it started (go run's child, dagger's session) and each can
 // clean up; a step that ignores SIGTERM is killed after 30 s.
-func runSteps(ctx context.Context, steps []step, stdout, stderr io.Writer) error {
-	for _, s := range steps {
+// It returns the index of the step that failed, or -1.
+func runSteps(ctx context.Context, steps []step, stdout, stderr io.Writer) (int, error) {
+	for i, s := range steps {
 		fmt.Fprintf(stdout, "\n==> %s: %s\n", s.Name, shellQuote(s.Argv))
 		cmd := exec.CommandContext(ctx, s.Argv[0], s.Argv[1:]...)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = s.Dir, stdout, stderr
@@ -231,12 +323,12 @@ func runSteps(ctx context.Context, steps []step, stdout, stderr io.Writer) error
 		cmd.WaitDelay = 30 * time.Second
 		if err := cmd.Run(); err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return -1, ctx.Err()
 			}
-			return fmt.Errorf("step %q failed: %s: %w", s.Name, shellQuote(s.Argv), err)
+			return i, fmt.Errorf("step %q failed: %s: %w", s.Name, shellQuote(s.Argv), err)
 		}
 	}
-	return nil
+	return -1, nil
 }
 
 // addWorktree checks out sha in a detached worktree under a new temporary
@@ -291,30 +383,26 @@ func copyResults(src, dst string) error {
 	return os.CopyFS(dst, os.DirFS(src))
 }
 
-// printHints says how to dig into a failure with the same engine.
-func printHints(w io.Writer, steps []step, engine string) {
+// printHints says how to dig into the failed step with the same engine.
+func printHints(w io.Writer, failed step, engine string, terminals []string) {
 	fmt.Fprintln(w, "\nTo dig in:")
 	if engine == "local" {
-		fmt.Fprintln(w, "  - service logs: results/logs/<service>.log in the results directory above")
-		fmt.Fprintln(w, "  - rerun one command by hand in a checkout of that commit, e.g.:")
-		for _, s := range steps {
-			fmt.Fprintf(w, "      %s\n", shellQuote(s.Argv))
-		}
-		fmt.Fprintln(w, "  - with Dagger installed, `--engine dagger` reruns the exact dagger calls")
+		fmt.Fprintln(w, "  - service logs: logs/<service>.log in the results directory above")
+		fmt.Fprintf(w, "  - rerun the failed command in a checkout of that commit:\n      %s\n", shellQuote(failed.Argv))
+		fmt.Fprintln(w, "  - with Dagger installed, --engine dagger reruns the exact dagger calls")
 		return
 	}
-	last := steps[len(steps)-1]
-	words := last.Argv[3:] // after `dagger --progress plain`
-	fmt.Fprintf(w, "  - open a terminal in the container where it failed:\n      dagger call -i %s\n", shellQuote(words[1:]))
-	fn := last.Call.Chain[0]
-	if t := strings.TrimPrefix(fn.Returns, "*"); t == "dagger.Directory" || t == "dagger.Container" {
-		ctor := ""
-		for _, f := range last.Call.Constructor {
-			ctor += " --" + f.Name + "=" + f.Value
+	// -i opens a terminal in the container of the failing exec; with
+	// --allow-failure nothing fails, so it is dropped here.
+	args := slices.DeleteFunc(slices.Clone(failed.Argv[4:]), func(a string) bool { return a == "--allow-failure" })
+	fmt.Fprintf(w, "  - open a terminal in the container where it fails:\n      %s\n", shellQuote(append([]string{"dagger", "call", "-i"}, args...)))
+	if len(terminals) > 0 {
+		fmt.Fprintln(w, "  - a shell in a built image:")
+		for _, t := range terminals {
+			fmt.Fprintf(w, "      %s\n", t)
 		}
-		fmt.Fprintf(w, "  - a shell with the result of %s:\n      dagger call%s %s terminal\n", fn.Name, ctor, fn.Name)
 	}
-	fmt.Fprintln(w, "  - list the module's functions: dagger functions; trace details: add --debug")
+	fmt.Fprintln(w, "  - list the module's functions: dagger functions; more detail: add --debug")
 }
 
 func shellQuote(argv []string) string {
@@ -351,20 +439,25 @@ type e2eResults struct {
 // the error, short enough to read in a terminal.
 const excerptLines = 30
 
-// printFirstFailure prints the first failing check of dir/results.json with
-// its evidence and the tail of the log of the service it names.
-func printFirstFailure(w io.Writer, dir string) error {
+// readResults reads dir/results.json.
+func readResults(dir string) (*e2eResults, error) {
 	b, err := os.ReadFile(filepath.Join(dir, report.JSONFile))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var r e2eResults
 	if err := json.Unmarshal(b, &r); err != nil {
-		return fmt.Errorf("%s: %w", report.JSONFile, err)
+		return nil, fmt.Errorf("%s: %w", report.JSONFile, err)
 	}
 	if r.Schema != report.SchemaVersion {
-		return fmt.Errorf("%s has schema %q; this kgci reads %q", report.JSONFile, r.Schema, report.SchemaVersion)
+		return nil, fmt.Errorf("%s has schema %q; this kgci reads %q", report.JSONFile, r.Schema, report.SchemaVersion)
 	}
+	return &r, nil
+}
+
+// printFirstFailure prints the first failing check with its evidence and
+// the tail of the log of the service it names; dir holds the logs.
+func printFirstFailure(w io.Writer, dir string, r *e2eResults) {
 	fmt.Fprintf(w, "\nchecks: %d passed, %d failed, %d skipped\n", r.Counts.Pass, r.Counts.Fail, r.Counts.Skip)
 	for _, c := range r.Checks {
 		if c.Status != string(checks.Fail) {
@@ -386,13 +479,9 @@ func printFirstFailure(w io.Writer, dir string) error {
 		if len(r.Logs) > 0 {
 			fmt.Fprintf(w, "all logs: %s\n", strings.Join(r.Logs, ", "))
 		}
-		return nil
+		return
 	}
-	if !r.Passed {
-		return fmt.Errorf("results.json says the run failed but no check has status fail")
-	}
-	fmt.Fprintln(w, "every check passed; the failure is outside the checks (see the output above)")
-	return nil
+	fmt.Fprintln(w, "no check failed; the failure is outside the checks (see the output above)")
 }
 
 func tail(s string, n int) string {

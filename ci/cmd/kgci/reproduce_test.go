@@ -27,26 +27,31 @@ jobs:
   pipeline:
     runs-on: ubuntu-24.04
     steps:
-      - name: Build images
+      - name: Build backend image
         uses: dagger/dagger-for-github@27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77
         with:
-          version: "0.20.0"
+          version: v0.20.0
           verb: call
-          args: --profile ` + profile + ` build export --path results/images
+          args: --profile ` + profile + ` build backend export --path results/images/backend.tar
+      - name: Build frontend image
+        uses: dagger/dagger-for-github@27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77
+        with:
+          version: v0.20.0
+          args: --profile ` + profile + ` build frontend export --path results/images/frontend.tar
       - name: End-to-end checks
         uses: dagger/dagger-for-github@27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77
         with:
-          version: "0.20.0"
+          version: v0.20.0
           args: >-
             --profile ` + profile + `
-            test-e-2-e export --path results
+            test-e-2-e --allow-failure export --path results
   publish:
     runs-on: ubuntu-24.04
     steps:
       - name: Publish
         uses: dagger/dagger-for-github@27b130bf0f79a7f6fbbbe0fbca6760dc9bb40a77
         with:
-          args: publish --registry ghcr.io/x --username ${{ github.actor }} --password env://GITHUB_TOKEN --version ${{ github.ref_name }}
+          args: publish --registry ghcr.io/x --username ${{ github.actor }} --password env://GITHUB_TOKEN --tags ${{ github.ref_name }}
 `
 }
 
@@ -172,28 +177,36 @@ func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
 			t.Errorf("worktree at %s, want %s", got, c.sha)
 		}
 
-		steps, version, err := plan(wt, c.sha, "dagger")
+		r, err := plan(wt, c.sha, "dagger", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got [][]string
-		for _, s := range steps {
+		for _, s := range r.Steps {
 			got = append(got, s.Argv)
 		}
 		want := [][]string{
-			{"dagger", "--progress", "plain", "call", "--profile", c.profile, "build", "export", "--path", "results/images"},
-			{"dagger", "--progress", "plain", "call", "--profile", c.profile, "test-e-2-e", "export", "--path", "results"},
+			{"dagger", "--progress", "plain", "call", "--profile", c.profile, "build", "backend", "export", "--path", "results/images/backend.tar"},
+			{"dagger", "--progress", "plain", "call", "--profile", c.profile, "build", "frontend", "export", "--path", "results/images/frontend.tar"},
+			{"dagger", "--progress", "plain", "call", "--profile", c.profile, "test-e-2-e", "--allow-failure", "export", "--path", "results"},
 		}
-		if !reflect.DeepEqual(got, want) || version != "0.20.0" {
-			t.Errorf("dagger plan at %s: %q (dagger %s)\nwant %q", c.profile, got, version, want)
+		if !reflect.DeepEqual(got, want) || r.DaggerVersion != "v0.20.0" {
+			t.Errorf("dagger plan at %s: %q (dagger %s)\nwant %q", c.profile, got, r.DaggerVersion, want)
+		}
+		wantTerm := []string{
+			"dagger call --profile " + c.profile + " build backend terminal",
+			"dagger call --profile " + c.profile + " build frontend terminal",
+		}
+		if !reflect.DeepEqual(r.Terminals, wantTerm) {
+			t.Errorf("terminal hints = %q, want %q", r.Terminals, wantTerm)
 		}
 
-		steps, _, err = plan(wt, c.sha, "local")
+		r, err = plan(wt, c.sha, "local", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = nil
-		for _, s := range steps {
+		for _, s := range r.Steps {
 			got = append(got, s.Argv)
 		}
 		want = [][]string{
@@ -226,7 +239,7 @@ func TestPlanRefusesAWorkflowThatDoesNotMatchMainGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	_, _, err = plan(wt, sha, "local")
+	_, err = plan(wt, sha, "local", "")
 	if err == nil || !strings.Contains(err.Error(), `"End-to-end checks"`) || !strings.Contains(err.Error(), `function "test-e2e" is not in`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -368,10 +381,85 @@ func TestReproduceWithoutDaggerSaysHowToInstall(t *testing.T) {
 	}
 }
 
-func TestPrintFirstFailureNeedsTheKnownSchema(t *testing.T) {
+func TestReadResultsNeedsTheKnownSchema(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, report.JSONFile), `{"schema":"kgci.e2e.results/v999","checks":[]}`)
-	if err := printFirstFailure(&bytes.Buffer{}, dir); err == nil || !strings.Contains(err.Error(), report.SchemaVersion) {
+	if _, err := readResults(dir); err == nil || !strings.Contains(err.Error(), report.SchemaVersion) {
 		t.Errorf("err = %v, want a schema mismatch", err)
+	}
+}
+
+// fakeDagger records its calls; test-e-2-e exports the failed results and
+// succeeds, as `dagger call test-e-2-e --allow-failure export` does.
+const fakeDagger = `#!/bin/sh
+if [ "$1" = version ]; then echo "dagger v0.20.0 (image://registry.dagger.io/engine:v0.20.0) linux/amd64"; exit 0; fi
+echo "$*" >> "$FAKE_LOG"
+case "$*" in *test-e-2-e*)
+  mkdir -p results/logs && cp fixture/results.json results/ && cp fixture/logs/backend.log results/logs/ ;;
+esac
+`
+
+// With the dagger engine the calls are the workflow's, word for word; a
+// run whose checks failed fails even though dagger exited 0, and the hints
+// name the calls that open a terminal.
+func TestReproduceDaggerJudgesTheResults(t *testing.T) {
+	repo, offline, _ := testRepo(t)
+	t.Chdir(repo)
+	bin := t.TempDir()
+	write(t, filepath.Join(bin, "dagger"), fakeDagger)
+	if err := os.Chmod(filepath.Join(bin, "dagger"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	logf := filepath.Join(t.TempDir(), "calls.log")
+	t.Setenv("FAKE_LOG", logf)
+
+	var out bytes.Buffer
+	err := runReproduce(context.Background(), []string{"--commit", offline, "--results", t.TempDir()}, &out, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "end-to-end checks failed: 2 of 3") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+	calls, _ := os.ReadFile(logf)
+	want := "--progress plain call --profile offline build backend export --path results/images/backend.tar\n" +
+		"--progress plain call --profile offline build frontend export --path results/images/frontend.tar\n" +
+		"--progress plain call --profile offline test-e-2-e --allow-failure export --path results\n"
+	if string(calls) != want {
+		t.Errorf("dagger calls:\n%s\nwant:\n%s", calls, want)
+	}
+	for _, w := range []string{
+		"first failing check: health.backend",
+		"dagger call -i --profile offline test-e-2-e export --path results\n",
+		"dagger call --profile offline build backend terminal\n",
+		"dagger call --profile offline build frontend terminal\n",
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+}
+
+func TestPlanProfileOverride(t *testing.T) {
+	repo, _, upstream := testRepo(t)
+	wt, cleanup, err := addWorktree(context.Background(), repo, upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	r, err := plan(wt, upstream, "dagger", "offline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Steps[2].Argv, " "); got != "dagger --progress plain call --profile offline test-e-2-e --allow-failure export --path results" {
+		t.Errorf("overridden dagger call: %s", got)
+	}
+	r, err = plan(wt, upstream, "local", "offline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Steps[1].Argv, " "); got != "go run ./ci/cmd/kgci test-e2e --profile offline" {
+		t.Errorf("overridden local call: %s", got)
+	}
+	if _, err := plan(wt, upstream, "local", "airgapped"); err == nil || !strings.Contains(err.Error(), `unknown profile "airgapped"`) {
+		t.Errorf("bad profile: %v", err)
 	}
 }
