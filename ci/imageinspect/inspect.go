@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	kgzip "github.com/klauspost/compress/gzip"
 )
 
 // Layer is one filesystem layer.
@@ -94,8 +95,9 @@ func Inspect(p string) (*Image, error) {
 		if d, err := l.Digest(); err == nil {
 			li.Digest = d.String()
 		}
-		if d, err := l.DiffID(); err == nil {
-			li.DiffID = d.String()
+		// From the config: asking the layer would decompress it once more.
+		if i < len(cfg.RootFS.DiffIDs) {
+			li.DiffID = cfg.RootFS.DiffIDs[i].String()
 		}
 		if li.Compressed, err = l.Size(); err != nil {
 			return nil, fmt.Errorf("%s: layer %d size: %w", p, i, err)
@@ -103,7 +105,7 @@ func Inspect(p string) (*Image, error) {
 		if i < len(createdBy) {
 			li.CreatedBy = createdBy[i]
 		}
-		rc, err := l.Uncompressed()
+		rc, err := uncompressed(l)
 		if err != nil {
 			return nil, fmt.Errorf("%s: layer %d: %w", p, i, err)
 		}
@@ -227,6 +229,29 @@ func untar(p, dir string) error {
 	}
 }
 
+// uncompressed streams the layer's tar. gzip blobs are inflated with
+// klauspost's decoder, about twice as fast as compress/gzip on the 100+ MB
+// layers of the backend image.
+func uncompressed(l v1.Layer) (io.ReadCloser, error) {
+	mt, err := l.MediaType()
+	if err != nil || !strings.HasSuffix(string(mt), "gzip") {
+		return l.Uncompressed()
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	zr, err := kgzip.NewReader(rc)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{zr, rc}, nil
+}
+
 type countingReader struct {
 	r io.Reader
 	n int64
@@ -282,8 +307,8 @@ func (m *merged) apply(layer int, r io.Reader) (int, error) {
 			m.removeTree(path.Join(dir, strings.TrimPrefix(base, whPrefix)), layer)
 			continue
 		}
-		if h.Typeflag != tar.TypeDir {
-			// A non-directory replaces whatever tree was at that path.
+		if old, ok := m.files[p]; ok && old.IsDir() && h.Typeflag != tar.TypeDir {
+			// A non-directory replaces the whole tree that was at that path.
 			m.removeTree(p, layer)
 		}
 		m.files[p] = File{

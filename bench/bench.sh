@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Usage: bench/bench.sh [--out DIR] [--keep]
+#
+# Build-time benchmark of the offline profile, same machine, same run:
+#   kgci build (ci/spec -> LLB -> buildkitd, both images in parallel)
+#   vs plain `docker build` of bench/Dockerfile.{backend,frontend} (the same
+#   steps as a Dockerfile, both builds in parallel, Docker 20.10's BuildKit)
+# for a cold build, a rebuild with no change and a rebuild after a one-line
+# backend change; plus kgci cold parallel vs --sequential.
+#
+# Each builder gets its own private daemon with an empty state directory
+# under a temp dir (buildkitd; containerd + dockerd without bridge or
+# iptables), so "cold" really is cold and nothing shared with other jobs on
+# the machine is pruned. Base images are the offline layouts
+# (scripts/make-base-images.sh), loaded into the private dockerd before any
+# timing. The source is `git archive HEAD` in the temp dir: the checkout is
+# never modified. Times are wall-clock seconds from bash's `time` around the
+# whole command (kgci's includes writing and measuring the tarballs).
+#
+# Needs root, the packages of scripts/deps/build.apt and engines.apt, Go, and
+# network access to the Debian mirror and the npm registry.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KGCI_CACHE="${KGCI_CACHE:-/var/cache/kidney-genetics-ci}"
+BASE_DIR="$KGCI_CACHE/base"
+BK_BIN="$KGCI_CACHE/bin/buildkit-v0.34.2/buildkitd"
+DOCKER_CLI="${BENCH_DOCKER:-/usr/bin/docker}" # Debian's 20.10 CLI: BuildKit without buildx
+HOST_CA="${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}"
+OUT="$REPO_ROOT/results/bench"
+KEEP=0
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) OUT="$(realpath -m "$2")"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+done
+
+[ "$(id -u)" -eq 0 ] || die "run as root: the private buildkitd and dockerd need namespaces and overlay mounts"
+for c in go git runc containerd dockerd "$DOCKER_CLI" findmnt; do
+  command -v "$c" >/dev/null || die "'$c' not found; install the packages in scripts/deps/build.apt and scripts/deps/engines.apt"
+done
+[ -x "$BK_BIN" ] || die "$BK_BIN missing; run scripts/engines/buildkitd.sh build"
+for b in python node nginx; do
+  [ -f "$BASE_DIR/$b/index.json" ] || die "offline base '$b' missing at $BASE_DIR/$b; run scripts/make-base-images.sh"
+done
+[ -f "$HOST_CA" ] || die "CA bundle $HOST_CA missing; set HOST_CA"
+
+WORK="$(mktemp -d /var/tmp/kgci-bench.XXXXXX)"
+RUN="$WORK/run"
+PIDS=()     # daemons we started, stopped in reverse order
+cleanup() {
+  local rc=$? i pid
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid="${PIDS[i]}"
+    kill -TERM "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ "$KEEP" = 1 ]; then
+    log "kept $WORK"
+  elif findmnt -rn -o TARGET | grep -q "^$WORK/"; then
+    log "not removing $WORK: something is still mounted below it (findmnt | grep $WORK)"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$RUN" "$OUT/logs"
+LOGS="$OUT/logs"
+log "work dir $WORK, results in $OUT"
+
+# ------------------------------------------------------------------ setup ---
+log "building kgci and preparing the source (not timed)"
+(cd "$REPO_ROOT" && go build -o "$WORK/kgci" ./ci/cmd/kgci && go build -o "$WORK/baseimage" ./ci/cmd/baseimage)
+mkdir -p "$WORK/src"
+git -C "$REPO_ROOT" archive HEAD | tar -x -C "$WORK/src"
+SRC="$WORK/src"
+[ -f "$SRC/backend/app/main.py" ] || die "backend/app/main.py is not committed; nothing to change for the rebuild scenario"
+
+BK_SOCK="unix://$RUN/buildkitd.sock"
+start_buildkitd() { # start_buildkitd ROOTDIR
+  "$BK_BIN" --root "$1" --addr "$BK_SOCK" --oci-worker=true --containerd-worker=false \
+    --oci-worker-net=host </dev/null >>"$LOGS/buildkitd.log" 2>&1 &
+  BK_PID=$!
+  PIDS+=("$BK_PID")
+  for _ in $(seq 1 150); do
+    [ -S "$RUN/buildkitd.sock" ] && break
+    kill -0 "$BK_PID" 2>/dev/null || die "buildkitd exited; see $LOGS/buildkitd.log"
+    sleep 0.2
+  done
+  [ -S "$RUN/buildkitd.sock" ] || die "buildkitd did not listen within 30 s; see $LOGS/buildkitd.log"
+}
+stop_buildkitd() {
+  kill -TERM "$BK_PID"
+  for _ in $(seq 1 150); do kill -0 "$BK_PID" 2>/dev/null || return 0; sleep 0.2; done
+  die "buildkitd (pid $BK_PID) did not stop"
+}
+
+CTR_SOCK="$RUN/containerd.sock"
+cat >"$WORK/containerd.toml" <<TOML
+version = 2
+root = "$WORK/containerd"
+state = "$RUN/containerd"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CTR_SOCK"
+TOML
+containerd --config "$WORK/containerd.toml" </dev/null >"$LOGS/containerd.log" 2>&1 &
+PIDS+=("$!")
+export DOCKER_HOST="unix://$RUN/docker.sock"
+export DOCKER_BUILDKIT=1
+for _ in $(seq 1 150); do [ -S "$CTR_SOCK" ] && break; sleep 0.2; done
+[ -S "$CTR_SOCK" ] || die "private containerd did not start; see $LOGS/containerd.log"
+# No bridge and no iptables: the machine's own dockerd owns docker0 and the
+# NAT rules; builds use the host network (--network host), like buildkitd.
+echo '{}' >"$WORK/daemon.json"
+dockerd --config-file "$WORK/daemon.json" --data-root "$WORK/docker" --exec-root "$RUN/docker-exec" \
+  --host "$DOCKER_HOST" --pidfile "$RUN/dockerd.pid" --containerd "$CTR_SOCK" \
+  --bridge none --iptables=false --ip-masq=false </dev/null >"$LOGS/dockerd.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 1 300); do "$DOCKER_CLI" version >/dev/null 2>&1 && break; sleep 0.2; done
+"$DOCKER_CLI" version >/dev/null 2>&1 || die "private dockerd did not start; see $LOGS/dockerd.log"
+
+log "converting the offline bases to docker-archives (not timed)"
+for b in python node nginx; do
+  "$WORK/baseimage" docker-archive --layout "$BASE_DIR/$b" --name "$b" --tag "kidney-base/$b:offline" --out "$WORK/$b.tar"
+done
+
+start_buildkitd "$WORK/buildkit-1"
+
+# ----------------------------------------------------------------- timing ---
+# timed NAME CMD...: runs CMD with output to logs/NAME.log, records seconds.
+declare -A T
+timed() {
+  local name="$1" t; shift
+  log "run: $name"
+  local TIMEFORMAT=%R
+  if ! t="$( { time "$@" >"$LOGS/$name.log" 2>&1; } 2>&1 )"; then
+    tail -n 30 "$LOGS/$name.log" >&2
+    die "$name failed (log: $LOGS/$name.log)"
+  fi
+  T[$name]="$t"
+  log "  $name: ${t}s"
+}
+
+kgci() { # kgci OUTDIR [extra flags]
+  local out="$1"; shift
+  "$WORK/kgci" build --profile offline --repo "$SRC" --out "$WORK/$out/images" --report "$WORK/$out/build.json" \
+    --buildkit-host "$BK_SOCK" --base-cache "$BASE_DIR" --host-ca "$HOST_CA" --budgets none --progress plain "$@"
+}
+docker_both() { # parallel, like kgci
+  "$DOCKER_CLI" build --network host --progress plain -f "$REPO_ROOT/bench/Dockerfile.backend" \
+    --build-arg PYTHON_BASE=kidney-base/python:offline -t kidney_genetics_backend:bench "$SRC" >"$LOGS/$1-backend.log" 2>&1 &
+  local b=$!
+  "$DOCKER_CLI" build --network host --progress plain -f "$REPO_ROOT/bench/Dockerfile.frontend" \
+    --build-arg NODE_BASE=kidney-base/node:offline --build-arg NGINX_BASE=kidney-base/nginx:offline \
+    --secret id=host-ca,src="$HOST_CA" -t kidney_genetics_frontend:bench "$SRC" >"$LOGS/$1-frontend.log" 2>&1 &
+  local f=$! rc=0
+  wait "$b" || { rc=1; tail -n 20 "$LOGS/$1-backend.log" >&2; }
+  wait "$f" || { rc=1; tail -n 20 "$LOGS/$1-frontend.log" >&2; }
+  return "$rc"
+}
+
+timed kgci-cold kgci k1
+# kgci unpacks the bases from their layouts inside its cold build; docker
+# needs them loaded first. Timed separately so both ways can be compared.
+load_bases() { for b in python node nginx; do "$DOCKER_CLI" load -i "$WORK/$b.tar" || return 1; done; }
+timed docker-load-bases load_bases
+timed kgci-nochange kgci k2
+timed docker-cold docker_both docker-cold
+timed docker-nochange docker_both docker-nochange
+
+printf '\n# bench edit %s\n' "$(date +%s)" >>"$SRC/backend/app/main.py"
+timed kgci-backend-edit kgci k3
+timed docker-backend-edit docker_both docker-backend-edit
+
+# A no-change rebuild that re-ran a RUN step would make the comparison
+# meaningless: in plain progress a cached vertex ends in CACHED, a run one in
+# DONE.
+reran() {
+  awk '/^#[0-9]+ \[[^]]*\] RUN/ { run[$1] = $0 } /^#[0-9]+ DONE/ && ($1 in run) { print run[$1]; bad = 1 } END { exit !bad }' "$1"
+}
+for l in "$LOGS/kgci-nochange.log" "$LOGS/docker-nochange-backend.log" "$LOGS/docker-nochange-frontend.log"; do
+  if reran "$l" >&2; then die "the no-change rebuild re-ran the RUN steps above; see $l"; fi
+done
+
+log "restarting buildkitd on an empty state for the sequential cold build"
+stop_buildkitd
+start_buildkitd "$WORK/buildkit-2"
+timed kgci-cold-sequential kgci k4 --sequential
+
+# ----------------------------------------------------------------- report ---
+size_of() { # docker image size in MB (uncompressed, as docker reports it)
+  "$DOCKER_CLI" image inspect -f '{{.Size}}' "$1" | awk '{printf "%.1f", $1/1e6}'
+}
+kgci_size() { # kgci_size BUILD_JSON NAME -> uncompressed MB
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.1f" % (next(i for i in d["images"] if i["name"]==sys.argv[2])["uncompressed_bytes"]/1e6))' "$1" "$2"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+# kgci's own solve + export time (build.json), without process start and
+# the measuring of the tarballs.
+solve() { python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["wall_seconds"])' "$WORK/$1/build.json"; }
+
+{
+  echo "# Build benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, revision $(git -C "$REPO_ROOT" rev-parse --short HEAD))"
+  echo
+  echo "Offline profile, both images. kgci: ci/spec -> LLB -> private buildkitd v0.34.2, images built in parallel."
+  echo "docker build: bench/Dockerfile.{backend,frontend} on a private Docker $("$DOCKER_CLI" version -f '{{.Server.Version}}') (BuildKit), both builds in parallel."
+  echo "Wall-clock seconds (bash time). Ratio > 1: docker build is slower."
+  echo
+  echo "| scenario | kgci build (s) | of which solve + export (s) | docker build (s) | docker / kgci |"
+  echo "|---|---:|---:|---:|---:|"
+  declare -A K=([cold]=k1 [nochange]=k2 [backend-edit]=k3)
+  for s in cold nochange backend-edit; do
+    label=$s
+    [ "$s" = nochange ] && label="no change"
+    [ "$s" = backend-edit ] && label="one-line backend change"
+    echo "| $label | ${T[kgci-$s]} | $(solve "${K[$s]}") | ${T[docker-$s]} | $(ratio "${T[docker-$s]}" "${T[kgci-$s]}") |"
+  done
+  cold_load="$(add "${T[docker-cold]}" "${T[docker-load-bases]}")"
+  echo "| cold, docker incl. \`docker load\` of the bases (${T[docker-load-bases]} s) | ${T[kgci-cold]} | $(solve k1) | $cold_load | $(ratio "$cold_load" "${T[kgci-cold]}") |"
+  echo
+  echo "kgci build = the whole command: solve, export docker-archive tarballs, then read them back for sizes."
+  echo "docker build leaves the images in Docker's store and exports nothing."
+  echo
+  echo "| kgci cold build | seconds |"
+  echo "|---|---:|"
+  echo "| parallel (default) | ${T[kgci-cold]} |"
+  echo "| --sequential | ${T[kgci-cold-sequential]} |"
+  echo "| sequential / parallel | $(ratio "${T[kgci-cold-sequential]}" "${T[kgci-cold]}") |"
+  echo
+  echo "| image | kgci uncompressed (MB) | docker build, docker's size (MB) |"
+  echo "|---|---:|---:|"
+  for n in backend frontend; do
+    echo "| $n | $(kgci_size "$WORK/k3/build.json" "$n") | $(size_of "kidney_genetics_$n:bench") |"
+  done
+} >"$OUT/bench.md"
+
+python3 - "$OUT/bench.json" <<EOF
+import json, sys
+t = {$(for k in "${!T[@]}"; do printf '"%s": %s, ' "$k" "${T[$k]}"; done)}
+json.dump({"seconds": t}, open(sys.argv[1], "w"), indent=2, sort_keys=True)
+EOF
+cat "$OUT/bench.md"
+log "wrote $OUT/bench.md and $OUT/bench.json (logs in $LOGS)"
