@@ -162,6 +162,18 @@ func testRepo(t *testing.T) (repo, offline, upstream string) {
 	return repo, offline, git(t, repo, "rev-parse", "HEAD")
 }
 
+// testWorktree adds a worktree that is removed when the test ends, even
+// when it fails half-way; cleanup may also be called earlier.
+func testWorktree(t *testing.T, repo, sha string) (string, func() error) {
+	t.Helper()
+	wt, cleanup, err := addWorktree(context.Background(), repo, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanup() })
+	return wt, cleanup
+}
+
 func worktrees(t *testing.T, repo string) int {
 	return strings.Count(git(t, repo, "worktree", "list", "--porcelain"), "worktree ")
 }
@@ -169,10 +181,7 @@ func worktrees(t *testing.T, repo string) int {
 func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
 	repo, offline, upstream := testRepo(t)
 	for _, c := range []struct{ sha, profile string }{{offline, "offline"}, {upstream, "upstream"}} {
-		wt, cleanup, err := addWorktree(context.Background(), repo, c.sha)
-		if err != nil {
-			t.Fatal(err)
-		}
+		wt, cleanup := testWorktree(t, repo, c.sha)
 		if got := git(t, wt, "rev-parse", "HEAD"); got != c.sha {
 			t.Errorf("worktree at %s, want %s", got, c.sha)
 		}
@@ -234,12 +243,8 @@ func TestPlanRefusesAWorkflowThatDoesNotMatchMainGo(t *testing.T) {
 	write(t, filepath.Join(repo, workflowPath), strings.Replace(ciYAML("offline"), "test-e-2-e", "test-e2e", 1))
 	git(t, repo, "commit", "-q", "-am", "renamed")
 	sha := git(t, repo, "rev-parse", "HEAD")
-	wt, cleanup, err := addWorktree(context.Background(), repo, sha)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	_, err = plan(wt, sha, "local", "")
+	wt, _ := testWorktree(t, repo, sha)
+	_, err := plan(wt, sha, "local", "")
 	if err == nil || !strings.Contains(err.Error(), `"End-to-end checks"`) || !strings.Contains(err.Error(), `function "test-e2e" is not in`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -440,11 +445,7 @@ func TestReproduceDaggerJudgesTheResults(t *testing.T) {
 
 func TestPlanProfileOverride(t *testing.T) {
 	repo, _, upstream := testRepo(t)
-	wt, cleanup, err := addWorktree(context.Background(), repo, upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
+	wt, _ := testWorktree(t, repo, upstream)
 	r, err := plan(wt, upstream, "dagger", "offline")
 	if err != nil {
 		t.Fatal(err)
