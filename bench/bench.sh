@@ -132,10 +132,15 @@ PIDS+=("$!")
 for _ in $(seq 1 300); do "$DOCKER_CLI" version >/dev/null 2>&1 && break; sleep 0.2; done
 "$DOCKER_CLI" version >/dev/null 2>&1 || die "private dockerd did not start; see $LOGS/dockerd.log"
 
-log "converting the offline bases to docker-archives (not timed)"
+# A snapshot of the layouts: make-base-images.sh may replace one while the
+# benchmark runs, and a new base digest would rebuild everything.
+log "snapshotting the offline bases and converting them to docker-archives (not timed)"
+mkdir -p "$WORK/base"
 for b in python node nginx; do
-  "$WORK/baseimage" docker-archive --layout "$BASE_DIR/$b" --name "$b" --tag "kidney-base/$b:offline" --out "$WORK/$b.tar"
+  cp -a "$BASE_DIR/$b" "$WORK/base/$b"
+  "$WORK/baseimage" docker-archive --layout "$WORK/base/$b" --name "$b" --tag "kidney-base/$b:offline" --out "$WORK/$b.tar"
 done
+BASE_DIR="$WORK/base"
 
 start_buildkitd "$WORK/buildkit-1"
 

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/budget"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/buildkit"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
+)
+
+func TestBuildFlagErrors(t *testing.T) {
+	ctx := context.Background()
+	var out bytes.Buffer
+	err := runBuild(ctx, []string{"--profile", "airgapped"}, &out)
+	assert.ErrorContains(t, err, `unknown profile "airgapped"`)
+
+	err = runBuild(ctx, []string{"--images", "backend,db"}, &out)
+	assert.ErrorContains(t, err, `unknown image "db"`)
+
+	err = runBuild(ctx, []string{"--created", "yesterday", "--budgets", "none"}, &out)
+	assert.ErrorContains(t, err, "is not RFC 3339")
+
+	// A malformed budgets file fails before any daemon is contacted.
+	bad := filepath.Join(t.TempDir(), "budgets.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("offline:\n  backend:\n    compressed: lots\n"), 0o644))
+	err = runBuild(ctx, []string{"--budgets", bad, "--buildkit-host", "unix:///nonexistent.sock"}, &out)
+	assert.ErrorContains(t, err, bad+":3: offline.backend.compressed")
+
+	err = runBuild(ctx, []string{"--budgets", "none", "--buildkit-host", "unix://" + filepath.Join(t.TempDir(), "no.sock")}, &out)
+	assert.ErrorContains(t, err, "scripts/engines/buildkitd.sh start or set BUILDKIT_HOST")
+}
+
+// TestBuildOverBudget runs the whole command on a real buildkitd: the
+// frontend image (the quicker one) against a budget it cannot meet. The
+// command must fail, and still leave the tarball, build.json and sizes.md.
+func TestBuildOverBudget(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	c, err := buildkit.Connect(ctx, buildkit.Addr())
+	if err != nil {
+		t.Skipf("no daemon: %v", err)
+	}
+	c.Close()
+	img, _ := spec.ByName(spec.Options{Profile: spec.Offline}, "frontend")
+	if _, err := llbgraph.ReadLayouts(llbgraph.DefaultBaseDir(), img, llbgraph.DefaultPlatform); err != nil {
+		t.Skipf("no offline bases: %v", err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	budgets := filepath.Join(dir, "budgets.yaml")
+	require.NoError(t, os.WriteFile(budgets, []byte("offline:\n  frontend:\n    compressed: 1kB\n    uncompressed: 1GB\n"), 0o644))
+	var out bytes.Buffer
+	err = runBuild(ctx, []string{
+		"--profile", "offline", "--images", "frontend", "--repo", root,
+		"--out", filepath.Join(dir, "images"), "--budgets", budgets, "--progress", "quiet",
+		"--tag", "kgci-test", "--revision", "test-rev", "--created", "2026-01-02T03:04:05Z",
+	}, &out)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, budget.ErrOverBudget), "%v", err)
+	assert.Contains(t, out.String(), "| frontend | compressed |")
+	assert.Contains(t, out.String(), "**FAIL**")
+
+	var rep buildReport
+	dt, err := os.ReadFile(filepath.Join(dir, "build.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(dt, &rep))
+	assert.Equal(t, "offline", rep.Profile)
+	assert.Equal(t, "test-rev", rep.Revision)
+	require.Len(t, rep.Images, 1)
+	im := rep.Images[0]
+	assert.Equal(t, "kidney_genetics_frontend:kgci-test", im.Tag)
+	assert.Equal(t, "101:101", im.User)
+	assert.Greater(t, im.Compressed, int64(1000))
+	assert.Greater(t, im.Uncompressed, im.Compressed)
+	require.NotNil(t, rep.BudgetPass)
+	assert.False(t, *rep.BudgetPass)
+	require.Len(t, rep.Verdicts, 2)
+	assert.False(t, rep.Verdicts[0].Pass)
+	assert.True(t, rep.Verdicts[1].Pass)
+	_, err = os.Stat(im.Tarball)
+	assert.NoError(t, err)
+	md, err := os.ReadFile(filepath.Join(dir, "sizes.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "| frontend | uncompressed |")
+}
