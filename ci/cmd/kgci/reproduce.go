@@ -145,7 +145,7 @@ func plan(wt, sha, engine, profileOverride string) (*reproduction, error) {
 	}
 	mod, err := workflow.ParseModule(wt)
 	if err != nil {
-		return nil, fmt.Errorf("Dagger module at %s: %w", sha[:12], err)
+		return nil, fmt.Errorf("the Dagger module at %s: %w", sha[:12], err)
 	}
 	version := ""
 
@@ -420,10 +420,9 @@ func shellQuote(argv []string) string {
 // results.json as ci/report writes it (schema kgci.e2e.results/v1); only
 // the fields a reader of a failure needs.
 type e2eResults struct {
-	Schema  string `json:"schema"`
-	Passed  bool   `json:"passed"`
-	Profile string `json:"profile"`
-	Counts  struct {
+	Schema string `json:"schema"`
+	Passed bool   `json:"passed"`
+	Counts struct {
 		Pass, Fail, Skip int
 	} `json:"counts"`
 	Checks []struct {

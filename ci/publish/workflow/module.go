@@ -116,7 +116,7 @@ func ParseModule(dir string) (*Module, error) {
 						}
 						for _, n := range field.Names {
 							if n.IsExported() {
-								add(ts.Name.Name, &Function{GoName: n.Name, CLIName: Kebab(n.Name), Returns: typeString(fset, field.Type)})
+								add(ts.Name.Name, &Function{GoName: n.Name, CLIName: Kebab(n.Name), Returns: typeString(field.Type)})
 							}
 						}
 					}
@@ -127,12 +127,12 @@ func ParseModule(dir string) (*Module, error) {
 			if !ok || !fd.Name.IsExported() && fd.Name.Name != "New" {
 				continue
 			}
-			fn := parseFunc(fset, f, fd)
+			fn := parseFunc(f, fd)
 			switch {
 			case fd.Recv == nil && fd.Name.Name == "New":
 				ctor = fn
 			case fd.Recv != nil && len(fd.Recv.List) == 1:
-				add(strings.TrimPrefix(typeString(fset, fd.Recv.List[0].Type), "*"), fn)
+				add(strings.TrimPrefix(typeString(fd.Recv.List[0].Type), "*"), fn)
 			}
 		}
 	}
@@ -156,14 +156,14 @@ func ParseModule(dir string) (*Module, error) {
 	return m, nil
 }
 
-func parseFunc(fset *token.FileSet, f *ast.File, fd *ast.FuncDecl) *Function {
+func parseFunc(f *ast.File, fd *ast.FuncDecl) *Function {
 	fn := &Function{GoName: fd.Name.Name, CLIName: Kebab(fd.Name.Name)}
 	if fd.Type.Results != nil && len(fd.Type.Results.List) > 0 {
-		fn.Returns = typeString(fset, fd.Type.Results.List[0].Type)
+		fn.Returns = typeString(fd.Type.Results.List[0].Type)
 	}
 	prevEnd := fd.Type.Params.Opening
 	for _, field := range fd.Type.Params.List {
-		typ := typeString(fset, field.Type)
+		typ := typeString(field.Type)
 		prags := pragmas(f, prevEnd, field.Pos())
 		_, opt := prags["+optional"]
 		def, hasDef := prags["+default"]
@@ -214,7 +214,7 @@ func docHas(cg *ast.CommentGroup, pragma string) bool {
 	return false
 }
 
-func typeString(fset *token.FileSet, e ast.Expr) string {
+func typeString(e ast.Expr) string {
 	var b strings.Builder
 	writeType(&b, e)
 	return b.String()
