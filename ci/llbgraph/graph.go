@@ -259,11 +259,9 @@ func copyStage(st llb.State, c spec.CopyStage, name string, from llb.State) (llb
 }
 
 func copyImage(st llb.State, c spec.CopyImage, name string, in Inputs) llb.State {
-	opts := []llb.ImageOption{llb.Platform(in.platform())}
-	if in.Resolver != nil {
-		opts = append(opts, llb.WithMetaResolver(in.Resolver))
-	}
-	img := llb.Image(c.Ref, opts...)
+	// Only files are taken from it: its config (env, workdir) is not
+	// needed, so no metadata round trip to the registry.
+	img := llb.Image(c.Ref, llb.Platform(in.platform()))
 	ci, _ := copyInfo("", c.From)
 	return st.File(llb.Copy(img, c.From, c.To, ci), llb.WithCustomName(fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Ref, c.From, c.To)))
 }
