@@ -355,7 +355,7 @@ type PortForward struct {
 	Frontend int `json:"frontend"`
 
 	// Transport layer protocol to use for traffic.
-	Protocol NetworkProtocol `json:"protocol"`
+	Protocol NetworkProtocol `json:"protocol,omitempty"`
 }
 
 // A standardized address to load containers, directories, secrets, and other
