@@ -24,7 +24,7 @@
 # Needs: go, git, tar; network for the Go module proxy and, unless DAGGER_GIT
 # names a local clone, github.com.
 #   DAGGER_GIT  git directory or URL of dagger/dagger (default: GitHub)
-#   KGCI_CACHE  cache directory (default: ~/.cache/kgci)
+#   KGCI_CACHE  cache directory (default: /var/cache/kidney-genetics-ci)
 set -euo pipefail
 
 DAGGER_VERSION=v0.20.0
@@ -61,7 +61,7 @@ for tool in go git tar diff; do
 	command -v "$tool" >/dev/null || die "$tool is not installed (see scripts/deps/dagger.apt; Go comes from go.dev)"
 done
 root=$PWD
-cache="${KGCI_CACHE:-$HOME/.cache/kgci}/dagger-codegen-$DAGGER_VERSION"
+cache="${KGCI_CACHE:-/var/cache/kidney-genetics-ci}/dagger-codegen-$DAGGER_VERSION"
 mkdir -p "$cache"
 
 tmp=$(mktemp -d)
