@@ -39,7 +39,7 @@ type KidneyGenetics struct {
 func New(
 	// The repository.
 	// +defaultPath="/"
-	// +ignore=["**/node_modules", "**/dist", "results", "out", "bin", "bench/out", ".git", "frontend/e2e-output", "**/__pycache__", "**/.pytest_cache", "*.tar", "*.oci"]
+	// +ignore=["**/node_modules", "**/dist", "results", "out", "bin", "bases", "bench/out", ".git", "frontend/e2e-output", "**/__pycache__", "**/.pytest_cache", "**/*.tar", "**/*.oci"]
 	source *dagger.Directory,
 	// Where base images and packages come from: "upstream" (public
 	// registries, uv, npm) or "offline" (local base image tarballs).
