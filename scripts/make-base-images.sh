@@ -93,10 +93,15 @@ chroot_umount() {
   MOUNTS=("${MOUNTS[@]}")
 }
 
+# Same fixed date as ci/baseimage's mtime clamp, so that e.g. useradd's
+# "last password change" in /etc/shadow does not make images differ by day.
+SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1747699200}"
+export SOURCE_DATE_EPOCH
+
 in_chroot() { # in_chroot ROOT CMD... (clean environment, as a container would have)
   local root="$1"; shift
   chroot "$root" /usr/bin/env -i PATH="$CHROOT_PATH" HOME=/root LANG=C.UTF-8 \
-    DEBIAN_FRONTEND=noninteractive "$@"
+    DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" "$@"
 }
 
 # apt_prepare ROOT: the host's apt sources (the reachable mirror) and DNS, no
@@ -137,7 +142,8 @@ apt_finish() {
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
     "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old \
     "$root"/var/log/apt/* "$root"/var/log/dpkg.log "$root"/var/log/alternatives.log \
-    "$root"/tmp/* "$root"/var/tmp/* "$root"/root/.cache
+    "$root"/tmp/* "$root"/var/tmp/* "$root"/root/.cache \
+    "$root"/var/cache/ldconfig/aux-cache
   find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
   find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
   rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* \
@@ -483,6 +489,7 @@ recipe_hash() {
   local name="$1"
   {
     declare -f chroot_mount in_chroot apt_prepare apt_install apt_finish extract_minbase "build_$name"
+    echo "$SOURCE_DATE_EPOCH"
     cat "$MINBASE_TAR.recipe" 2>/dev/null || true
     cat "$REPO_ROOT"/ci/baseimage/*.go "$REPO_ROOT"/ci/cmd/baseimage/*.go
     case "$name" in

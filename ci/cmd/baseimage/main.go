@@ -122,7 +122,16 @@ options (--env, --cmd, --entrypoint, --expose, --volume, --label) keep their ord
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(*out); err != nil {
+	// Same image as before: leave the old layout alone, so builds reading it
+	// right now are not disturbed.
+	if _, desc, err := baseimage.FromLayout(*out, *refName); err == nil && desc.Digest == dgst {
+		fmt.Fprintf(os.Stderr, "baseimage: %s unchanged (%s)\n", *out, dgst)
+		fmt.Println(dgst)
+		return nil
+	}
+	// Two renames keep the window without a layout at *out tiny.
+	old := filepath.Join(tmp, "old")
+	if err := os.Rename(*out, old); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	if err := os.Rename(staged, *out); err != nil {
