@@ -142,7 +142,7 @@ for b in python node nginx; do
 done
 BASE_DIR="$WORK/base"
 
-start_buildkitd "$WORK/buildkit-1"
+start_buildkitd "$WORK/buildkit-0"
 
 # ----------------------------------------------------------------- timing ---
 # timed NAME CMD...: runs CMD with output to logs/NAME.log, records seconds.
@@ -177,6 +177,13 @@ docker_both() { # parallel, like kgci
   return "$rc"
 }
 
+# The first build after a while fills the caches between this machine and
+# the apt mirror / npm registry (several times slower downloads). Whoever
+# builds first would pay for it, so an unmeasured build goes first and every
+# compared cold build starts from an empty builder state but warm network.
+timed warmup kgci k0
+stop_buildkitd
+start_buildkitd "$WORK/buildkit-1"
 timed kgci-cold kgci k1
 # kgci unpacks the bases from their layouts inside its cold build; docker
 # needs them loaded first. Timed separately so both ways can be compared.
@@ -238,6 +245,8 @@ solve() { python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]
   echo "| cold, docker incl. \`docker load\` of the bases (${T[docker-load-bases]} s) | ${T[kgci-cold]} | $(solve k1) | $cold_load | $(ratio "$cold_load" "${T[kgci-cold]}") |"
   echo
   echo "kgci build = the whole command: solve, export docker-archive tarballs, then read them back for sizes."
+  echo "Every cold build starts from an empty builder state after an unmeasured warm-up build (${T[warmup]} s)"
+  echo "that fills the network caches towards the apt mirror and the npm registry."
   echo "docker build leaves the images in Docker's store and exports nothing."
   echo
   echo "| kgci cold build | seconds |"
