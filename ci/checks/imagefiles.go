@@ -2,13 +2,15 @@ package checks
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -16,8 +18,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/budget"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 )
 
@@ -41,45 +43,157 @@ type ImageFiles struct {
 	// (ci/imageinspect computes the same, but it also digests every layer, which for the
 	// uncompressed layers of `docker save` means gzipping them: seconds per image.)
 	Final map[string]FileEntry
+	// Sizes are measured only on request (IndexArchive's measure).
+	Sizes *budget.Actual
 }
 
 // scanLimit: files larger than this are not read for key material (keys are small).
 const scanLimit = 1 << 20
 
-// IndexImage reads an image from a docker-archive (docker save) tarball.
-func IndexImage(tarPath, ref string) (*ImageFiles, error) {
-	img, err := tarball.ImageFromPath(tarPath, nil)
+// IndexImage reads a docker-archive tarball file (as written by `docker save -o`).
+func IndexImage(tarPath, ref string, measure bool) (*ImageFiles, error) {
+	f, err := os.Open(tarPath)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", tarPath, err)
+		return nil, err
 	}
-	return IndexV1(img, ref)
+	defer f.Close()
+	return IndexArchive(f, ref, measure)
 }
 
-// IndexV1 indexes an image already opened with go-containerregistry.
-func IndexV1(img v1.Image, ref string) (*ImageFiles, error) {
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
+// IndexArchive reads a docker-archive stream (the output of `docker save`) in one pass, so
+// the image never has to be written to disk: every layer tar inside is indexed as it
+// streams by, while manifest.json and the config (small entries) are kept to put the
+// layers in order at the end. With measure, each layer is also gzipped (BestSpeed, which
+// lands within 1% of the blobs BuildKit writes) to learn its compressed size.
+func IndexArchive(r io.Reader, ref string, measure bool) (*ImageFiles, error) {
+	layers := map[string]scanned{}
+	small := map[string][]byte{}
+	outer := tar.NewReader(r)
+	br := bufio.NewReaderSize(nil, 64<<10)
+	for {
+		h, err := outer.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading the docker save stream: %w", ref, err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := path.Clean(h.Name)
+		br.Reset(outer)
+		head, _ := br.Peek(512)
+		switch {
+		case isTar(head):
+			li, err := scanLayer(br, measure)
+			if err != nil {
+				return nil, fmt.Errorf("%s: layer %s: %w", ref, name, err)
+			}
+			li.uncompressed = h.Size
+			layers[name] = li
+		case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+			// Engines that save OCI layouts may keep layer blobs compressed.
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", ref, name, err)
+			}
+			cr := &countReader{r: zr}
+			li, err := scanLayer(cr, measure)
+			if err != nil {
+				return nil, fmt.Errorf("%s: layer %s: %w", ref, name, err)
+			}
+			li.uncompressed = cr.n
+			layers[name] = li
+		case h.Size <= 4<<20:
+			b, err := io.ReadAll(br)
+			if err != nil {
+				return nil, err
+			}
+			small[name] = b
+		}
 	}
-	layers, err := img.Layers()
+	var manifest []struct {
+		Config string
+		Layers []string
+	}
+	if err := json.Unmarshal(small["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
+		return nil, fmt.Errorf("%s: the archive's manifest.json does not describe exactly one image (%v)", ref, err)
+	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(small[path.Clean(manifest[0].Config)]))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: image config %s: %w", ref, manifest[0].Config, err)
 	}
 	ix := &ImageFiles{Ref: ref, Config: cf, Final: map[string]FileEntry{}}
-	for li, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			return nil, err
+	if measure {
+		ix.Sizes = &budget.Actual{}
+	}
+	for i, name := range manifest[0].Layers {
+		li, ok := layers[path.Clean(name)]
+		if !ok {
+			return nil, fmt.Errorf("%s: layer %s named in manifest.json is not in the archive", ref, name)
 		}
-		entries, err := indexLayer(rc, li)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s layer %d: %w", ref, li, err)
+		// The same layer may appear twice in one image; each use gets its own index.
+		entries := append([]FileEntry(nil), li.entries...)
+		for j := range entries {
+			entries[j].Layer = i
 		}
 		ix.Layers = append(ix.Layers, entries)
 		applyLayer(ix.Final, entries)
+		if measure {
+			ix.Sizes.Compressed += li.compressed
+			ix.Sizes.Uncompressed += li.uncompressed
+		}
 	}
 	return ix, nil
+}
+
+type scanned struct {
+	entries      []FileEntry
+	compressed   int64
+	uncompressed int64
+}
+
+// scanLayer indexes one layer tar; with measure it also gzips the stream on the way.
+func scanLayer(r io.Reader, measure bool) (scanned, error) {
+	var out scanned
+	var zw *gzip.Writer
+	cw := &countWriter{}
+	if measure {
+		zw, _ = gzip.NewWriterLevel(cw, gzip.BestSpeed)
+		r = io.TeeReader(r, zw)
+	}
+	entries, err := indexLayer(r, -1)
+	if err != nil {
+		return out, err
+	}
+	// The rest of the stream (end-of-archive blocks, padding) belongs to the layer too.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return out, err
+	}
+	out.entries = entries
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return out, err
+		}
+		out.compressed = cw.n
+	}
+	return out, nil
+}
+
+func isTar(head []byte) bool {
+	return len(head) >= 262 && string(head[257:262]) == "ustar"
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func indexLayer(r io.Reader, li int) ([]FileEntry, error) {
@@ -152,58 +266,23 @@ func applyLayer(fs map[string]FileEntry, entries []FileEntry) {
 }
 
 type imageCache struct {
-	mu  sync.Mutex
-	m   map[string]*imageLoad
-	dir string
-	n   int
+	mu sync.Mutex
+	m  map[string]*imageLoad
 }
 
 type imageLoad struct {
-	once      sync.Once
-	saveTime  time.Duration
-	indexTime time.Duration
-	tar       string // the docker save tarball, removed by Env.Close
-	ix        *ImageFiles
-	err       error
+	once sync.Once
+	took time.Duration
+	ix   *ImageFiles
+	err  error
 }
 
-// saveImage writes the image, as the engine holds it, to a tarball in the Env's temp dir.
-func (e *Env) saveImage(ref string) (string, error) {
-	e.images.mu.Lock()
-	if e.images.dir == "" {
-		d, err := os.MkdirTemp("", "kgci-images-")
-		if err != nil {
-			e.images.mu.Unlock()
-			return "", err
-		}
-		e.images.dir = d
-	}
-	e.images.n++
-	p := filepath.Join(e.images.dir, fmt.Sprintf("image%d.tar", e.images.n))
-	e.images.mu.Unlock()
-	// Not the calling check's context: another check may be waiting for this result.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := e.Docker().Run(ctx, "save", "-o", p, ref); err != nil {
-		return "", err
-	}
-	return p, nil
-}
+// Close releases what the checks hold (nothing on disk: images are streamed).
+func (e *Env) Close() error { return nil }
 
-// Close removes what the checks saved to disk.
-func (e *Env) Close() error {
-	e.images.mu.Lock()
-	defer e.images.mu.Unlock()
-	if e.images.dir == "" {
-		return nil
-	}
-	err := os.RemoveAll(e.images.dir)
-	e.images.dir = ""
-	return err
-}
-
-// imageLoad saves the service's image from the engine (the exact image under test) and
-// indexes it; the image checks share one save per image.
+// imageLoad streams the service's image out of the engine (the exact image under test)
+// and indexes it; the image checks share one pass per image. The compressed size is
+// computed in the same pass when size.budgets will need it (no matching build.json).
 func (e *Env) imageLoad(svc string) *imageLoad {
 	ref := e.Stack.Images[svc]
 	e.images.mu.Lock()
@@ -218,16 +297,30 @@ func (e *Env) imageLoad(svc string) *imageLoad {
 	e.images.mu.Unlock()
 	l.once.Do(func() {
 		t0 := time.Now()
-		tarPath, err := e.saveImage(ref)
-		l.saveTime = time.Since(t0)
+		// Not the calling check's context: another check may be waiting for this result.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		measure := false
+		if e.BudgetFile != "" {
+			img, err := e.Docker().InspectImage(ctx, ref)
+			if err != nil {
+				l.err = err
+				return
+			}
+			_, known := readBuildJSON(e.buildJSON())[img.ID]
+			measure = !known
+		}
+		out, wait, err := e.Docker().Stream(ctx, "save", ref)
 		if err != nil {
 			l.err = err
 			return
 		}
-		l.tar = tarPath
-		t1 := time.Now()
-		l.ix, l.err = IndexImage(tarPath, ref)
-		l.indexTime = time.Since(t1)
+		l.ix, l.err = IndexArchive(out, ref, measure)
+		_, _ = io.Copy(io.Discard, out)
+		if werr := wait(); werr != nil && l.err == nil {
+			l.err = werr
+		}
+		l.took = time.Since(t0)
 	})
 	return l
 }
@@ -345,7 +438,7 @@ func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix 
 				for _, l := range ix.Layers {
 					n += len(l)
 				}
-				notes = append(notes, fmt.Sprintf("%s: %d layers, %d entries; docker save %.1fs, scan %.1fs", svc, len(ix.Layers), n, l.saveTime.Seconds(), l.indexTime.Seconds()))
+				notes = append(notes, fmt.Sprintf("%s: %d layers, %d entries, streamed from docker save and scanned in %.1fs", svc, len(ix.Layers), n, l.took.Seconds()))
 				for _, x := range found {
 					bad = append(bad, svc+": "+x)
 				}

@@ -54,8 +54,25 @@ func saved(t *testing.T, env []string, layers ...v1.Layer) *ImageFiles {
 	require.NoError(t, err)
 	p := filepath.Join(t.TempDir(), "img.tar")
 	require.NoError(t, tarball.WriteToFile(p, name.MustParseReference("test/img:1"), img))
-	ix, err := IndexImage(p, "test/img:1")
+	ix, err := IndexImage(p, "test/img:1", true)
 	require.NoError(t, err)
+	// The sizes measured on the way are the image's own.
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	var comp, uncomp int64
+	for _, l := range ls {
+		rc, err := l.Uncompressed()
+		require.NoError(t, err)
+		n, err := io.Copy(io.Discard, rc)
+		require.NoError(t, err)
+		uncomp += n
+		c, err := l.Size()
+		require.NoError(t, err)
+		comp += c
+	}
+	require.NotNil(t, ix.Sizes)
+	assert.Equal(t, uncomp, ix.Sizes.Uncompressed)
+	assert.InDelta(t, comp, ix.Sizes.Compressed, float64(comp)*0.2+200, "gzip of the same tars")
 	return ix
 }
 

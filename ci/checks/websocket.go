@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -85,14 +86,15 @@ func AcceptKey(key string) string {
 }
 
 // rawHandshake performs the opening handshake by hand, so the check sees exactly what
-// nginx sends back (status, Upgrade, Connection, Sec-WebSocket-Accept).
-func (e *Env) rawHandshake(ctx context.Context, wsu string) (*http.Response, string, error) {
+// nginx sends back (status, Upgrade, Connection, Sec-WebSocket-Accept). For a non-101
+// answer the body is read (up to 4 KiB) so the check can tell who answered.
+func (e *Env) rawHandshake(ctx context.Context, wsu string) (*http.Response, []byte, string, error) {
 	u, err := url.Parse(wsu)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if u.Scheme != "ws" {
-		return nil, "", fmt.Errorf("raw handshake supports ws:// only, got %s", wsu)
+		return nil, nil, "", fmt.Errorf("raw handshake supports ws:// only, got %s", wsu)
 	}
 	host := u.Host
 	if u.Port() == "" {
@@ -100,7 +102,7 @@ func (e *Env) rawHandshake(ctx context.Context, wsu string) (*http.Response, str
 	}
 	conn, err := e.dial(ctx, "tcp", host)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -116,13 +118,34 @@ func (e *Env) rawHandshake(ctx context.Context, wsu string) (*http.Response, str
 		"Sec-WebSocket-Key: " + key + "\r\n" +
 		"Sec-WebSocket-Version: 13\r\n\r\n"
 	if _, err := conn.Write([]byte(req)); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodGet})
 	if err != nil {
-		return nil, "", fmt.Errorf("reading the handshake response: %w", err)
+		return nil, nil, "", fmt.Errorf("reading the handshake response: %w", err)
 	}
-	return resp, key, nil
+	var body []byte
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, 4096))
+	}
+	resp.Body.Close()
+	return resp, body, key, nil
+}
+
+// handshakeHint explains a non-101 answer by who gave it: nginx's single-page fallback
+// (no location routes the path to the backend) or the backend itself (it got a plain GET:
+// nginx dropped the Upgrade/Connection headers).
+func handshakeHint(resp *http.Response, body []byte) string {
+	ct := resp.Header.Get("Content-Type")
+	switch {
+	case resp.StatusCode == 200 && strings.HasPrefix(ct, "text/html"):
+		return "nginx served the app's index.html: no location sends WS_URL + /events to the backend; nginx.prod.conf needs `location /ws/ { proxy_pass http://kidney_backend; ... }`"
+	case strings.HasPrefix(ct, "application/json"):
+		return fmt.Sprintf("the backend itself answered (%s) as to a plain HTTP GET: nginx forwarded the request without the upgrade; `location /ws/` needs proxy_http_version 1.1, `proxy_set_header Upgrade $http_upgrade` and `proxy_set_header Connection $connection_upgrade`", snippet(body))
+	case resp.StatusCode == 502 || resp.StatusCode == 504:
+		return "nginx cannot reach the backend (upstream kidney_genetics_backend:8000)"
+	}
+	return "nginx must proxy `location /ws/` to the backend with proxy_http_version 1.1, `proxy_set_header Upgrade $http_upgrade` and `Connection $connection_upgrade`"
 }
 
 var websocketUpgrade = Check{
@@ -144,17 +167,12 @@ var websocketUpgrade = Check{
 		}
 
 		// 1. By hand: exactly what nginx answers.
-		resp, key, err := e.rawHandshake(ctx, wsu)
+		resp, body, key, err := e.rawHandshake(ctx, wsu)
 		if err != nil {
 			return failf("WebSocket handshake to %s (WS_URL=%q) failed: %v", wsu, ws, err)
 		}
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusSwitchingProtocols {
-			hint := "nginx must proxy `location /ws/` to the backend with proxy_http_version 1.1, `proxy_set_header Upgrade $http_upgrade` and `Connection $connection_upgrade`"
-			if resp.StatusCode == 404 {
-				hint = "nothing serves this path: WS_URL + /events must reach the backend's /ws/events (check the location /ws/ block and proxy_pass)"
-			}
-			return failf("handshake to %s answered %s, want 101 Switching Protocols: %s", wsu, resp.Status, hint)
+			return failf("handshake to %s answered %s, want 101 Switching Protocols: %s", wsu, resp.Status, handshakeHint(resp, body)).with(string(body))
 		}
 		if got, want := resp.Header.Get("Sec-WebSocket-Accept"), AcceptKey(key); got != want {
 			return failf("handshake to %s: Sec-WebSocket-Accept %q, want %q (RFC 6455): a proxy rewrote the handshake", wsu, got, want)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // DefaultHost is the engine that scripts/engines/dockerd.sh starts on CI machines.
@@ -111,6 +112,33 @@ func (d *Docker) RunInput(ctx context.Context, stdin io.Reader, args ...string) 
 	return strings.TrimSpace(stdout.String()), nil
 }
 
+// Stream starts a docker command and returns its stdout as a stream; wait reports how the
+// command ended (with its stderr) once the stream has been read.
+func (d *Docker) Stream(ctx context.Context, args ...string) (io.Reader, func() error, error) {
+	c := d.cmd(ctx, args)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, nil, err
+	}
+	wait := func() error {
+		if err := c.Wait(); err != nil {
+			ce := &CmdError{Args: args, ExitCode: -1, Stderr: stderr.String(), Err: err}
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				ce.ExitCode = ee.ExitCode()
+			}
+			return ce
+		}
+		return nil
+	}
+	return out, wait, nil
+}
+
 // ExecResult is the outcome of a command inside a container.
 type ExecResult struct {
 	ExitCode int
@@ -171,6 +199,8 @@ func (d *Docker) Ping(ctx context.Context) (string, error) {
 type Health struct {
 	Status string
 	Log    []struct {
+		Start    time.Time
+		End      time.Time
 		ExitCode int
 		Output   string
 	}

@@ -50,6 +50,8 @@ type Override struct {
 	Env   []string // KEY=VALUE, after (so winning over) the stack's own
 	Args  []string // extra `docker create` flags, after the compose-derived ones
 	Cmd   []string // replaces the image's command
+	// StartupTimeout, when set, bounds this service's wait instead of Options.StartupTimeout.
+	StartupTimeout time.Duration
 }
 
 // Options configure Up.
@@ -380,7 +382,11 @@ func (s *Stack) startService(ctx context.Context, svc string) error {
 		s.URLs[svc] = "http://" + hp
 		s.mu.Unlock()
 	}
-	werr := s.WaitHealthy(ctx, svc, s.opts.StartupTimeout)
+	bound := s.opts.StartupTimeout
+	if b := s.opts.Override[svc].StartupTimeout; b > 0 {
+		bound = b
+	}
+	werr := s.WaitHealthy(ctx, svc, bound)
 	res := StartupResult{Healthy: werr == nil, Duration: time.Since(t0)}
 	if werr != nil {
 		var se *StartError
@@ -421,6 +427,7 @@ func (s *Stack) HostPort(ctx context.Context, container string, port int) (strin
 func (s *Stack) WaitHealthy(ctx context.Context, svc string, bound time.Duration) error {
 	name := s.Containers[svc]
 	deadline := time.Now().Add(bound)
+	var answeredAt time.Time
 	fail := func(reason string, info *ContainerInfo) error {
 		se := &StartError{Service: svc, Container: name, Reason: reason}
 		if info != nil && info.State.Health != nil {
@@ -458,9 +465,14 @@ func (s *Stack) WaitHealthy(ctx context.Context, svc string, bound time.Duration
 		// "unhealthy" is not final: the probe runs every HealthInterval instead of the
 		// image's 30 s, so retries run out sooner than in production; a later success
 		// still counts. Only the bound, an exit, or the fast rule below end the wait.
-		if n := failingStreak(st.Health); n >= 3 {
-			if u := s.URLs[svc]; u != "" && answersHTTP(ctx, u) {
-				return fail(fmt.Sprintf("it answers HTTP on %s, but its health probe %s failed %d times in a row: the probe (path, port or tool) is wrong, or the service reports itself unhealthy", u, probeString(info), n), info)
+		// Only probes that ran after the service answered HTTP count: earlier ones failed
+		// because it was still starting.
+		if u := s.URLs[svc]; u != "" && answeredAt.IsZero() && failingStreak(st.Health, time.Time{}) > 0 && answersHTTP(ctx, u) {
+			answeredAt = time.Now()
+		}
+		if !answeredAt.IsZero() {
+			if n := failingStreak(st.Health, answeredAt); n >= 3 {
+				return fail(fmt.Sprintf("it answers HTTP on %s, but its health probe %s failed %d times in a row since: the probe (path, port or tool) is wrong, or the service reports itself unhealthy", s.URLs[svc], probeString(info), n), info)
 			}
 		}
 		if time.Now().After(deadline) {
@@ -481,9 +493,10 @@ func probeString(info *ContainerInfo) string {
 	return fmt.Sprintf("%q", info.Config.Healthcheck.Test)
 }
 
-func failingStreak(h *Health) int {
+// failingStreak counts the failed probes at the end of the log that started after since.
+func failingStreak(h *Health, since time.Time) int {
 	n := 0
-	for i := len(h.Log) - 1; i >= 0 && h.Log[i].ExitCode != 0; i-- {
+	for i := len(h.Log) - 1; i >= 0 && h.Log[i].ExitCode != 0 && h.Log[i].Start.After(since); i-- {
 		n++
 	}
 	return n

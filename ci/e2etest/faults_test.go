@@ -1,0 +1,449 @@
+package e2etest
+
+// Fault tests against the real engine and the real images: each fault must turn a NAMED
+// check red with a message that says what is wrong, and leave nothing of its run behind.
+//
+// They need a Docker engine and the images loaded by `kgci build --load`, and run only with
+// KGCI_E2E=1 (scripts/test.sh sets it after the pipeline). With KGCI_E2E=1 a missing
+// engine or image is a failure, never a skip.
+//
+//	KGCI_E2E=1 go test -count=1 -timeout 20m ./ci/e2etest/...
+//
+// KGCI_E2E_PROFILE (default offline) and KGCI_E2E_TAG (default latest) select the images.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
+)
+
+type env struct {
+	d       *dockerstack.Docker
+	profile spec.Profile
+	tag     string
+	root    string
+}
+
+var (
+	envOnce sync.Once
+	theEnv  *env
+	envErr  string
+)
+
+// setup returns the engine and images, skipping only when KGCI_E2E is unset.
+func setup(t *testing.T) *env {
+	t.Helper()
+	if os.Getenv("KGCI_E2E") != "1" {
+		t.Skip("real-stack fault tests: set KGCI_E2E=1 (needs a Docker engine and `kgci build --load` images)")
+	}
+	envOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		e := &env{d: dockerstack.FromEnv(), tag: os.Getenv("KGCI_E2E_TAG")}
+		if e.tag == "" {
+			e.tag = "latest"
+		}
+		p, err := spec.ParseProfile(os.Getenv("KGCI_E2E_PROFILE"))
+		if os.Getenv("KGCI_E2E_PROFILE") == "" {
+			p = spec.Offline
+		}
+		if err != nil {
+			envErr = err.Error()
+			return
+		}
+		e.profile = p
+		if _, err := e.d.Ping(ctx); err != nil {
+			envErr = "KGCI_E2E=1 but " + err.Error()
+			return
+		}
+		root, err := dockerstack.FindRepoFile(".", dockerstack.ProdComposeFile)
+		if err != nil {
+			envErr = err.Error()
+			return
+		}
+		e.root = filepath.Dir(root)
+		c := &Config{Docker: e.d, Profile: p, Out: os.Stderr}
+		if err := c.defaults(); err != nil {
+			envErr = err.Error()
+			return
+		}
+		if err := EnsureImages(ctx, c, ImageRefs(p, e.tag)); err != nil {
+			envErr = "KGCI_E2E=1 but " + err.Error()
+			return
+		}
+		theEnv = e
+	})
+	if theEnv == nil {
+		t.Fatal(envErr)
+	}
+	return theEnv
+}
+
+// run runs the suite with a fault and checks that the run left nothing behind. The
+// reports are in res.Report and in the directory of the test's results.
+func (e *env) run(t *testing.T, c Config) *Result {
+	t.Helper()
+	c.Docker, c.Profile, c.Tag = e.d, e.profile, e.tag
+	c.ResultsDir = e.results(t)
+	c.ComposeFile = filepath.Join(e.root, dockerstack.ProdComposeFile)
+	c.RunID = "t" + dockerstack.NewRunID()
+	if c.Out == nil {
+		c.Out = &testWriter{t: t}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, c)
+	require.NoError(t, err)
+	require.NoError(t, res.DownErr)
+	e.assertClean(t, c.RunID)
+	return res
+}
+
+// results is the test's results directory (one per test).
+func (e *env) results(t *testing.T) string {
+	p := filepath.Join(os.TempDir(), "kgci-e2etest", strings.ReplaceAll(t.Name(), "/", "_"))
+	if e.keepResults() {
+		_ = os.RemoveAll(p)
+		return p
+	}
+	p = filepath.Join(t.TempDir(), "results")
+	return p
+}
+
+// keepResults: KGCI_E2E_KEEP=1 leaves each test's reports in $TMPDIR/kgci-e2etest/<test>.
+func (e *env) keepResults() bool { return os.Getenv("KGCI_E2E_KEEP") == "1" }
+
+func resultsDir(res *Result) string {
+	for _, f := range res.Files {
+		if filepath.Base(f) == report.JSONFile {
+			return filepath.Dir(f)
+		}
+	}
+	return ""
+}
+
+func (e *env) assertClean(t *testing.T, runID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	left, err := dockerstack.Leftovers(ctx, e.d, runID)
+	require.NoError(t, err)
+	assert.Empty(t, left, "run %s left resources behind", runID)
+}
+
+type testWriter struct {
+	t  *testing.T
+	mu sync.Mutex
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// requireRed asserts the named check failed and its message and evidence contain the
+// given fragments.
+func requireRed(t *testing.T, res *Result, name string, fragments ...string) checks.Result {
+	t.Helper()
+	r, ok := res.Check(name)
+	require.True(t, ok, "no result for %s", name)
+	require.Equal(t, checks.Fail, r.Status, "%s: %s", name, r.Message)
+	all := r.Message + "\n" + r.Details
+	for _, f := range fragments {
+		assert.Contains(t, all, f, "%s", name)
+	}
+	assert.False(t, res.Report.Passed())
+	return r
+}
+
+func requireGreen(t *testing.T, res *Result, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		r, ok := res.Check(n)
+		require.True(t, ok, "no result for %s", n)
+		assert.Equal(t, checks.Pass, r.Status, "%s: %s", n, r.Message)
+	}
+}
+
+// TestAllChecksPassOnTheRealImages is the suite as the pipeline runs it, plus the reports.
+func TestAllChecksPassOnTheRealImages(t *testing.T) {
+	e := setup(t)
+	t0 := time.Now()
+	res := e.run(t, Config{BudgetFile: filepath.Join(e.root, "budgets.yaml")})
+	t.Logf("whole run: %.1fs", time.Since(t0).Seconds())
+	for _, r := range res.Report.Results {
+		assert.Equal(t, checks.Pass, r.Status, "%s: %s\n%s", r.Name, r.Message, r.Details)
+	}
+	assert.Len(t, res.Report.Results, len(checks.All())+3, "every check plus startup.<service>")
+
+	dir := resultsDir(res)
+	var junit struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, report.JUnitFile))
+	require.NoError(t, err)
+	require.NoError(t, xml.Unmarshal(b, &junit))
+	assert.Equal(t, len(res.Report.Results), junit.Tests)
+	assert.Zero(t, junit.Failures)
+	var js struct {
+		Passed bool
+		Checks []struct{ Name, Status string }
+	}
+	b, err = os.ReadFile(filepath.Join(dir, report.JSONFile))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &js))
+	assert.True(t, js.Passed)
+	md, err := os.ReadFile(filepath.Join(dir, report.MarkdownFile))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "## ✅")
+	assert.NoDirExists(t, filepath.Join(dir, "logs"), "logs are saved only when something fails")
+}
+
+func TestFaultDatabaseDownBeforeChecks(t *testing.T) {
+	e := setup(t)
+	res := e.run(t, Config{
+		Checks: []string{"health.backend_direct", "health.through_nginx", "health.frontend"},
+		BeforeChecks: func(ctx context.Context, s *dockerstack.Stack) error {
+			return s.StopService(ctx, dockerstack.Postgres, 5*time.Second)
+		},
+	})
+	requireRed(t, res, "health.backend_direct", "returned 503", `database "unreachable"`, "the backend cannot reach PostgreSQL")
+	requireRed(t, res, "health.through_nginx", "returned 503", "the backend cannot reach PostgreSQL")
+	requireGreen(t, res, "health.frontend")
+	// A failed run keeps every service's log.
+	for _, svc := range dockerstack.Order {
+		b, err := os.ReadFile(filepath.Join(resultsDir(res), "logs", svc+".log"))
+		require.NoError(t, err, svc)
+		assert.Contains(t, string(b), "# container kgci-"+res.Report.RunID+"-"+svc)
+	}
+	b, err := os.ReadFile(filepath.Join(resultsDir(res), "logs", "backend.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "database unreachable")
+}
+
+func TestFaultBackendCrashesAtStart(t *testing.T) {
+	e := setup(t)
+	t0 := time.Now()
+	res := e.run(t, Config{
+		Checks: []string{"health"},
+		Override: map[string]dockerstack.Override{
+			dockerstack.Backend: {Env: []string{"DATABASE_URL=mysql://kidney@kidney_genetics_postgres/kidney"}},
+		},
+	})
+	r := requireRed(t, res, "startup.backend", "container exited with exit code 2", "DATABASE_URL must start with postgresql://")
+	assert.Less(t, r.Duration, 20*time.Second, "an exited container is noticed at once, not at the bound")
+	assert.Less(t, time.Since(t0), 60*time.Second)
+	f, _ := res.Check("startup.frontend")
+	assert.Equal(t, checks.Skip, f.Status)
+	h, _ := res.Check("health.backend_direct")
+	assert.Equal(t, checks.Skip, h.Status)
+	assert.Contains(t, h.Message, "see startup.backend")
+}
+
+// nginxVariant writes a modified copy of nginx/nginx.prod.conf for a bind mount over the
+// frontend's /etc/nginx/nginx.conf.
+func nginxVariant(t *testing.T, e *env, edit func(string) string) string {
+	b, err := os.ReadFile(filepath.Join(e.root, "nginx", "nginx.prod.conf"))
+	require.NoError(t, err)
+	out := edit(string(b))
+	require.NotEqual(t, string(b), out, "the edit changed nothing: nginx.prod.conf moved on, update the test")
+	p := filepath.Join(t.TempDir(), "nginx.conf")
+	require.NoError(t, os.WriteFile(p, []byte(out), 0o644))
+	return p
+}
+
+func TestFaultNginxWrongWebSocketPath(t *testing.T) {
+	e := setup(t)
+	conf := nginxVariant(t, e, func(s string) string { return strings.Replace(s, "location /ws/ {", "location /wsx/ {", 1) })
+	res := e.run(t, Config{
+		Checks:   []string{"websocket", "health.through_nginx"},
+		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"-v", conf + ":/etc/nginx/nginx.conf:ro"}}},
+	})
+	requireRed(t, res, "websocket.upgrade", "answered 200 OK, want 101 Switching Protocols", "nginx served the app's index.html", "location /ws/")
+	requireGreen(t, res, "health.through_nginx", "websocket.plain_api_not_upgraded")
+}
+
+func TestFaultNginxWithoutUpgradeHeaders(t *testing.T) {
+	e := setup(t)
+	conf := nginxVariant(t, e, func(s string) string {
+		s = strings.Replace(s, "proxy_set_header Upgrade $http_upgrade;", "", 1)
+		return strings.Replace(s, "proxy_set_header Connection $connection_upgrade;", "", 1)
+	})
+	res := e.run(t, Config{
+		Checks:   []string{"websocket"},
+		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"-v", conf + ":/etc/nginx/nginx.conf:ro"}}},
+	})
+	requireRed(t, res, "websocket.upgrade", "answered 404 Not Found, want 101 Switching Protocols", "the backend itself answered", "proxy_set_header Upgrade $http_upgrade")
+}
+
+func TestFaultNginxPassesUpgradeOnAPI(t *testing.T) {
+	e := setup(t)
+	conf := nginxVariant(t, e, func(s string) string {
+		s = strings.Replace(s, `proxy_set_header Connection "";`, "proxy_set_header Connection $connection_upgrade;", 1)
+		return strings.Replace(s, `proxy_set_header Upgrade "";`, "proxy_set_header Upgrade $http_upgrade;", 1)
+	})
+	res := e.run(t, Config{
+		Checks:   []string{"websocket.plain_api_not_upgraded", "health.through_nginx"},
+		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"-v", conf + ":/etc/nginx/nginx.conf:ro"}}},
+	})
+	requireRed(t, res, "websocket.plain_api_not_upgraded", "with client Upgrade headers answered 403", `proxy_set_header Upgrade ""`)
+	requireGreen(t, res, "health.through_nginx")
+}
+
+func TestFaultBackendRunsAsRoot(t *testing.T) {
+	e := setup(t)
+	res := e.run(t, Config{
+		Checks:   []string{"security.users", "security.capabilities"},
+		Override: map[string]dockerstack.Override{dockerstack.Backend: {Args: []string{"--user", "0"}}},
+	})
+	requireRed(t, res, "security.users", "backend: `id -u` in the container is 0, want 1000")
+	// Root without capabilities is still root with CapBnd 0: the capabilities check stays
+	// green, the users check is the one that names the problem.
+	requireGreen(t, res, "security.capabilities")
+}
+
+func TestFaultFrontendGetsCapabilitiesBack(t *testing.T) {
+	e := setup(t)
+	res := e.run(t, Config{
+		Checks:   []string{"security.capabilities"},
+		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"--cap-add", "NET_BIND_SERVICE"}}},
+	})
+	requireRed(t, res, "security.capabilities", "frontend: PID 1 has", "CapBnd 0000000000000400", "cap_drop: ALL in")
+}
+
+func TestFaultImageOverBudget(t *testing.T) {
+	e := setup(t)
+	budgets := filepath.Join(t.TempDir(), "budgets.yaml")
+	require.NoError(t, os.WriteFile(budgets, []byte(string(e.profile)+":\n  backend:\n    compressed: 1MB\n  frontend:\n    uncompressed: 1kB\n"), 0o644))
+	res := e.run(t, Config{Checks: []string{"size.budgets"}, BudgetFile: budgets})
+	requireRed(t, res, "size.budgets", "image size over budget", "backend compressed", "> 1.0 MB", "frontend uncompressed", "> 0.0 MB", budgets)
+}
+
+// derive makes a variant of an image with `docker commit --change`, removed at the end.
+func derive(t *testing.T, e *env, from, change string) string {
+	ctx := context.Background()
+	id := dockerstack.NewRunID()
+	ref := "kgci-fault/" + id + ":derived"
+	cname := "kgci-derive-" + id
+	_, err := e.d.Run(ctx, "create", "--name", cname, from)
+	require.NoError(t, err)
+	defer e.d.Run(ctx, "rm", "-f", cname)
+	_, err = e.d.Run(ctx, "commit", "--change", change, cname, ref)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = e.d.Run(context.Background(), "rmi", "-f", ref) })
+	return ref
+}
+
+func TestFaultHealthcheckWrongPath(t *testing.T) {
+	e := setup(t)
+	img := derive(t, e, ImageRefs(e.profile, e.tag)[dockerstack.Backend], "HEALTHCHECK --interval=30s --timeout=10s --start-period=40s CMD curl -fsS http://127.0.0.1:8000/nope")
+	t0 := time.Now()
+	res := e.run(t, Config{
+		Checks:         []string{"healthcheck.image_backend"},
+		Images:         map[string]string{dockerstack.Backend: img},
+		StartupTimeout: 90 * time.Second,
+	})
+	r := requireRed(t, res, "healthcheck.image_backend", "exits 22", "404", "the probe's URL, path or port is wrong")
+	assert.Less(t, r.Duration, 10*time.Second, "the probe's own failure, not a timeout")
+	s := requireRed(t, res, "startup.backend", "answers HTTP on", "failed 3 times in a row since", "exit 22", "404")
+	assert.Less(t, s.Duration, 45*time.Second, "a wrong probe fails fast, long before the 90s bound and the image's 40s start period")
+	assert.Less(t, time.Since(t0), 90*time.Second)
+}
+
+func TestFaultHealthcheckToolMissing(t *testing.T) {
+	e := setup(t)
+	img := derive(t, e, ImageRefs(e.profile, e.tag)[dockerstack.Backend], `HEALTHCHECK CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/api/health"]`)
+	res := e.run(t, Config{
+		Checks:         []string{"healthcheck.image_backend"},
+		Images:         map[string]string{dockerstack.Backend: img},
+		StartupTimeout: 90 * time.Second,
+	})
+	requireRed(t, res, "healthcheck.image_backend", "the probe's tool is not in the image")
+}
+
+func TestFaultServiceNeverHealthy(t *testing.T) {
+	e := setup(t)
+	bound := 8 * time.Second
+	res := e.run(t, Config{
+		Checks: []string{"health.backend_direct"},
+		// The process runs but never serves: no exit, no HTTP answer, just no health.
+		Override: map[string]dockerstack.Override{dockerstack.Backend: {
+			Cmd:            []string{"sh", "-c", "echo backend stuck before serving; exec sleep 3600"},
+			StartupTimeout: bound,
+		}},
+	})
+	r := requireRed(t, res, "startup.backend", "after 8s", "never succeeded", "backend stuck before serving", "exit 7")
+	assert.GreaterOrEqual(t, r.Duration, bound, "waits for the bound")
+	assert.Less(t, r.Duration, bound+10*time.Second, "and not much longer")
+	h, _ := res.Check("health.backend_direct")
+	assert.Equal(t, checks.Skip, h.Status)
+}
+
+// TestInterruptCleansUp sends SIGINT to a real `kgci test-e2e` while its checks run: it
+// must exit non-zero and remove everything of its run.
+func TestInterruptCleansUp(t *testing.T) {
+	e := setup(t)
+	bin := filepath.Join(t.TempDir(), "kgci")
+	build := exec.Command("go", "build", "-o", bin, "./ci/cmd/kgci")
+	build.Dir = e.root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	cmd := exec.Command(bin, "test-e2e", "--profile", string(e.profile), "--tag", e.tag, "--results", t.TempDir(), "--budgets", "none")
+	cmd.Dir = e.root
+	cmd.Env = os.Environ()
+	if e.d.Host != "" {
+		cmd.Env = append(cmd.Env, "DOCKER_HOST="+e.d.Host)
+	}
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	var runID string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		l := sc.Text()
+		t.Log(l)
+		if strings.HasPrefix(l, "run ") && runID == "" {
+			runID = strings.TrimSuffix(strings.Fields(l)[1], ":")
+		}
+		if strings.HasPrefix(l, "frontend  healthy") {
+			require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+			break
+		}
+	}
+	require.NotEmpty(t, runID)
+	go func() {
+		for sc.Scan() {
+			t.Log(sc.Text())
+		}
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "interrupted run must exit non-zero")
+	assert.Equal(t, 1, ee.ExitCode())
+	assert.Contains(t, stderr.String(), "interrupted")
+	e.assertClean(t, runID)
+}
