@@ -296,7 +296,7 @@ func StartupResults(s *dockerstack.Stack, upErr error) []Result {
 			r.Message = fmt.Sprintf("healthy after %.1fs (container %s)", st.Duration.Seconds(), s.Containers[svc])
 		case ok && st.Err != nil:
 			r.Status, r.Duration = Fail, st.Duration
-			r.Message = st.Err.Error() + startupHint(svc)
+			r.Message = st.Err.Error() + startupHint(svc, st.Err.Kind)
 			r.Details = st.Err.Details()
 		case upErr != nil && !startedBefore(s, svc):
 			var se *dockerstack.StartError
@@ -327,14 +327,16 @@ func firstUnstarted(s *dockerstack.Stack) string {
 	return ""
 }
 
-func startupHint(svc string) string {
-	switch svc {
-	case dockerstack.Backend:
-		return ". Look at the container log below: a configuration error (DATABASE_URL, LOG_LEVEL) is reported there by name; a database that cannot be reached ends startup after DB_CONNECT_TIMEOUT"
-	case dockerstack.Frontend:
-		return ". Look at the container log below: nginx names the config line it rejects; 'host not found in upstream' means the backend alias kidney_genetics_backend does not resolve"
-	case dockerstack.Postgres:
-		return ". Look at the container log below (initdb or configuration errors)"
+func startupHint(svc, kind string) string {
+	switch {
+	case kind == dockerstack.ProbeFails:
+		return ". Compare the HEALTHCHECK (ci/spec/images.go) with what the service serves; healthcheck." + "image_" + svc + " runs the probe by hand"
+	case svc == dockerstack.Backend:
+		return ". The container log below says why: a configuration error (DATABASE_URL, LOG_LEVEL) is reported there by name; an unreachable database ends startup after DB_CONNECT_TIMEOUT"
+	case svc == dockerstack.Frontend:
+		return ". The container log below says why: nginx names the config line it rejects; 'host not found in upstream' means the backend alias kidney_genetics_backend does not resolve"
+	case svc == dockerstack.Postgres:
+		return ". The container log below says why (initdb or configuration errors)"
 	}
 	return ""
 }

@@ -102,10 +102,19 @@ type StartupResult struct {
 	Err      *StartError
 }
 
+// Why a service did not become healthy.
+const (
+	Exited        = "exited"         // the container stopped
+	ProbeFails    = "probe_fails"    // it serves, but its health probe keeps failing
+	NeverHealthy  = "never_healthy"  // the bound passed
+	NoHealthcheck = "no_healthcheck" // nothing to wait for
+)
+
 // StartError says why a service did not become healthy, with the evidence.
 type StartError struct {
 	Service   string
 	Container string
+	Kind      string // Exited, ProbeFails, NeverHealthy, NoHealthcheck
 	Reason    string
 	HealthLog string // last health probe outputs
 	Logs      string // container log tail
@@ -428,8 +437,8 @@ func (s *Stack) WaitHealthy(ctx context.Context, svc string, bound time.Duration
 	name := s.Containers[svc]
 	deadline := time.Now().Add(bound)
 	var answeredAt time.Time
-	fail := func(reason string, info *ContainerInfo) error {
-		se := &StartError{Service: svc, Container: name, Reason: reason}
+	fail := func(kind, reason string, info *ContainerInfo) error {
+		se := &StartError{Service: svc, Container: name, Kind: kind, Reason: reason}
 		if info != nil && info.State.Health != nil {
 			se.HealthLog = healthLog(info.State.Health)
 		}
@@ -456,9 +465,9 @@ func (s *Stack) WaitHealthy(ctx context.Context, svc string, bound time.Duration
 			if st.Error != "" {
 				r += ": " + st.Error
 			}
-			return fail(r+"; its log below says why", info)
+			return fail(Exited, r+"; its log below says why", info)
 		case st.Health == nil:
-			return fail("the container has no health check; the image needs a HEALTHCHECK (ci/spec Config.Healthcheck) or the compose service a healthcheck:", info)
+			return fail(NoHealthcheck, "the container has no health check; the image needs a HEALTHCHECK (ci/spec Config.Healthcheck) or the compose service a healthcheck:", info)
 		case st.Health.Status == "healthy":
 			return nil
 		}
@@ -472,11 +481,11 @@ func (s *Stack) WaitHealthy(ctx context.Context, svc string, bound time.Duration
 		}
 		if !answeredAt.IsZero() {
 			if n := failingStreak(st.Health, answeredAt); n >= 3 {
-				return fail(fmt.Sprintf("it answers HTTP on %s, but its health probe %s failed %d times in a row since: the probe (path, port or tool) is wrong, or the service reports itself unhealthy", s.URLs[svc], probeString(info), n), info)
+				return fail(ProbeFails, fmt.Sprintf("it answers HTTP on %s, but its health probe %s failed %d times in a row after that: the probe (path, port or tool) is wrong, or the service reports itself unhealthy", s.URLs[svc], probeString(info), n), info)
 			}
 		}
 		if time.Now().After(deadline) {
-			return fail(fmt.Sprintf("still %q after %s; the health probe %s never succeeded", st.Health.Status, bound, probeString(info)), info)
+			return fail(NeverHealthy, fmt.Sprintf("still %q after %s; the health probe %s never succeeded", st.Health.Status, bound, probeString(info)), info)
 		}
 		select {
 		case <-ctx.Done():

@@ -17,6 +17,8 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -366,7 +368,7 @@ func TestFaultHealthcheckWrongPath(t *testing.T) {
 	})
 	r := requireRed(t, res, "healthcheck.image_backend", "exits 22", "404", "the probe's URL, path or port is wrong")
 	assert.Less(t, r.Duration, 10*time.Second, "the probe's own failure, not a timeout")
-	s := requireRed(t, res, "startup.backend", "answers HTTP on", "failed 3 times in a row since", "exit 22", "404")
+	s := requireRed(t, res, "startup.backend", "answers HTTP on", "failed 3 times in a row after that", "exit 22", "404", "healthcheck.image_backend runs the probe by hand")
 	assert.Less(t, s.Duration, 45*time.Second, "a wrong probe fails fast, long before the 90s bound and the image's 40s start period")
 	assert.Less(t, time.Since(t0), 90*time.Second)
 }
@@ -400,50 +402,158 @@ func TestFaultServiceNeverHealthy(t *testing.T) {
 	assert.Equal(t, checks.Skip, h.Status)
 }
 
-// TestInterruptCleansUp sends SIGINT to a real `kgci test-e2e` while its checks run: it
-// must exit non-zero and remove everything of its run.
+// TestInterruptCleansUp sends SIGINT to a real `kgci test-e2e`, once while a service is
+// starting and once while the checks run: it must exit non-zero and remove everything of
+// its run.
 func TestInterruptCleansUp(t *testing.T) {
 	e := setup(t)
-	bin := filepath.Join(t.TempDir(), "kgci")
-	build := exec.Command("go", "build", "-o", bin, "./ci/cmd/kgci")
-	build.Dir = e.root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := kgciBinary(t, e)
+	for _, when := range []string{"postgres  healthy", "frontend  healthy"} {
+		t.Run(strings.Fields(when)[0], func(t *testing.T) {
+			cmd := exec.Command(bin, "test-e2e", "--profile", string(e.profile), "--tag", e.tag, "--results", t.TempDir(), "--budgets", "none")
+			cmd.Dir = e.root
+			cmd.Env = os.Environ()
+			if e.d.Host != "" {
+				cmd.Env = append(cmd.Env, "DOCKER_HOST="+e.d.Host)
+			}
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+			var runID string
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				l := sc.Text()
+				t.Log(l)
+				if strings.HasPrefix(l, "run ") && runID == "" {
+					runID = strings.TrimSuffix(strings.Fields(l)[1], ":")
+				}
+				if strings.HasPrefix(l, when) {
+					require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+					break
+				}
+			}
+			require.NotEmpty(t, runID)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for sc.Scan() {
+					t.Log(sc.Text())
+				}
+			}()
+			err = cmd.Wait()
+			<-done
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "an interrupted run must exit non-zero")
+			assert.Equal(t, 1, ee.ExitCode())
+			assert.Contains(t, stderr.String(), "interrupted")
+			e.assertClean(t, runID)
+		})
+	}
+}
 
-	cmd := exec.Command(bin, "test-e2e", "--profile", string(e.profile), "--tag", e.tag, "--results", t.TempDir(), "--budgets", "none")
-	cmd.Dir = e.root
-	cmd.Env = os.Environ()
-	if e.d.Host != "" {
-		cmd.Env = append(cmd.Env, "DOCKER_HOST="+e.d.Host)
+// TestKeepOnFailure leaves a failed run's containers for inspection, as asked, and only then.
+func TestKeepOnFailure(t *testing.T) {
+	e := setup(t)
+	c := Config{
+		Docker: e.d, Profile: e.profile, Tag: e.tag, ResultsDir: t.TempDir(), RunID: "t" + dockerstack.NewRunID(),
+		ComposeFile: filepath.Join(e.root, dockerstack.ProdComposeFile), KeepOnFailure: true, Out: &testWriter{t: t},
+		Checks:   []string{"health.backend_direct"},
+		Override: map[string]dockerstack.Override{dockerstack.Backend: {Env: []string{"LOG_LEVEL=loud"}}},
 	}
-	stdout, err := cmd.StdoutPipe()
+	res, err := Run(context.Background(), c)
 	require.NoError(t, err)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	var runID string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		l := sc.Text()
-		t.Log(l)
-		if strings.HasPrefix(l, "run ") && runID == "" {
-			runID = strings.TrimSuffix(strings.Fields(l)[1], ":")
+	requireRed(t, res, "startup.backend", "LOG_LEVEL='loud' is not one of")
+	assert.True(t, res.Kept)
+	ctx := context.Background()
+	left, err := dockerstack.Leftovers(ctx, e.d, c.RunID)
+	require.NoError(t, err)
+	assert.Contains(t, left, "container kgci-"+c.RunID+"-postgres", "kept for inspection")
+	require.NoError(t, dockerstack.RemoveRun(ctx, e.d, c.RunID))
+	e.assertClean(t, c.RunID)
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// kgciBinary builds the real command once per test process.
+func kgciBinary(t *testing.T, e *env) string {
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kgci-bin-")
+		if err != nil {
+			binErr = err
+			return
 		}
-		if strings.HasPrefix(l, "frontend  healthy") {
-			require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-			break
+		binPath = filepath.Join(dir, "kgci")
+		build := exec.Command("go", "build", "-o", binPath, "./ci/cmd/kgci")
+		build.Dir = e.root
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
-	}
-	require.NotEmpty(t, runID)
-	go func() {
-		for sc.Scan() {
-			t.Log(sc.Text())
-		}
+	})
+	require.NoError(t, binErr)
+	return binPath
+}
+
+// TestCheckCommand runs `kgci check` (the URL-only checks the Dagger pipeline uses) against
+// a stack brought up by dockerstack, and checks its guard against foreign targets.
+func TestCheckCommand(t *testing.T) {
+	e := setup(t)
+	bin := kgciBinary(t, e)
+	compose, err := dockerstack.LoadCompose(filepath.Join(e.root, dockerstack.ProdComposeFile))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runID := "t" + dockerstack.NewRunID()
+	stack, err := dockerstack.Up(ctx, dockerstack.Options{Docker: e.d, Compose: compose, RunID: runID, Images: ImageRefs(e.profile, e.tag)})
+	defer func() {
+		require.NoError(t, stack.Down(time.Minute))
+		e.assertClean(t, runID)
 	}()
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee, "interrupted run must exit non-zero")
-	assert.Equal(t, 1, ee.ExitCode())
-	assert.Contains(t, stderr.String(), "interrupted")
-	e.assertClean(t, runID)
+	require.NoError(t, err)
+
+	check := func(args ...string) (int, string, string) {
+		results := t.TempDir()
+		cmd := exec.Command(bin, append([]string{"check", "--results", results}, args...)...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else {
+			require.NoError(t, err)
+		}
+		return code, string(out), results
+	}
+	code, out, results := check("--backend-url", stack.URLs[dockerstack.Backend], "--frontend-url", stack.URLs[dockerstack.Frontend])
+	require.Equal(t, 0, code, out)
+	var js struct {
+		Command, Runtime string
+		Passed           bool
+		Counts           struct{ Pass, Fail, Skip int }
+	}
+	b, err := os.ReadFile(filepath.Join(results, report.JSONFile))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &js))
+	assert.Equal(t, "check", js.Command)
+	assert.Equal(t, "docker", js.Runtime)
+	assert.True(t, js.Passed)
+	assert.Equal(t, len(checks.URLOnly()), js.Counts.Pass, out)
+
+	// Inside Dagger the URLs are service hostnames; the loopback ones still pass there.
+	code, out, _ = check("--runtime", "dagger", "--backend-url", stack.URLs[dockerstack.Backend], "--frontend-url", stack.URLs[dockerstack.Frontend], "--checks", "health")
+	assert.Equal(t, 0, code, out)
+
+	code, out, _ = check("--backend-url", "http://192.0.2.10:8000")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "only targets 127.0.0.1 or localhost")
+
+	// A failing check makes the command fail: the backend URL given as the frontend.
+	code, out, _ = check("--frontend-url", stack.URLs[dockerstack.Backend], "--checks", "health.frontend")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "FAIL health.frontend")
 }

@@ -258,7 +258,9 @@ func Markdown(r *Run, logTail func(service string) string) []byte {
 	}
 	if first != nil {
 		ev := first.Details
-		if logTail != nil {
+		// A check's own evidence usually holds the log already; otherwise attach the tail
+		// of the log of the service the check is about.
+		if logTail != nil && ev == "" {
 			if svc := serviceOf(first.Name); svc != "" {
 				if t := logTail(svc); t != "" && !strings.Contains(ev, t) {
 					ev = strings.TrimSpace(ev + "\n\n" + svc + " log (tail):\n" + t)

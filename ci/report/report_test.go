@@ -116,10 +116,17 @@ func TestMarkdownTableAndFirstFailure(t *testing.T) {
 	// the service the check is about is attached.
 	assert.Contains(t, md, "<details open><summary>Evidence for <code>health.through_nginx</code></summary>")
 	assert.Contains(t, md, "````text\nnginx log tail")
-	assert.Contains(t, md, "frontend log (tail):\nnginx: last log line")
+	assert.NotContains(t, md, "frontend log (tail)", "the check's own evidence is enough")
 	assert.NotContains(t, md, "\x1b", "terminal escapes are dropped")
 	assert.Contains(t, md, "line2 [31mred[0m")
 	assert.Contains(t, md, "Container logs: `logs/backend.log`, `logs/frontend.log`")
+}
+
+func TestMarkdownAttachesLogTailWithoutEvidence(t *testing.T) {
+	r := sample()
+	r.Results[2].Details = ""
+	md := string(Markdown(r, func(svc string) string { return svc + ": last log line" }))
+	assert.Contains(t, md, "frontend log (tail):\nfrontend: last log line")
 }
 
 func TestMarkdownAllPassed(t *testing.T) {
