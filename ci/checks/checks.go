@@ -82,7 +82,9 @@ type Check struct {
 	// Slow checks are started first, so that they overlap with the quick ones.
 	Slow    bool
 	Timeout time.Duration
-	Run     func(ctx context.Context, e *Env) Outcome
+	// usesImages: the check reads the image files (shared, prefetchable).
+	usesImages bool
+	Run        func(ctx context.Context, e *Env) Outcome
 }
 
 // Group is the part of the name before the first dot ("health" for health.frontend).
@@ -107,6 +109,9 @@ type Env struct {
 	Profile    string
 	// BuildJSON is `kgci build`'s report (measured sizes); default ResultsDir/build.json.
 	BuildJSON string
+	// Images and DockerCLI let image checks start before the stack is up (Prefetch).
+	Images    map[string]string
+	DockerCLI *dockerstack.Docker
 
 	httpOnce sync.Once
 	http     *http.Client
@@ -119,8 +124,34 @@ func (e *Env) HTTP() *http.Client {
 	return e.http
 }
 
-// Docker returns the stack's docker CLI wrapper.
-func (e *Env) Docker() *dockerstack.Docker { return e.Stack.D }
+// Docker returns the engine: the stack's, or DockerCLI before the stack exists.
+func (e *Env) Docker() *dockerstack.Docker {
+	if e.Stack != nil {
+		return e.Stack.D
+	}
+	return e.DockerCLI
+}
+
+// image is the reference of the service's image under test.
+func (e *Env) image(svc string) string {
+	if ref, ok := e.Images[svc]; ok {
+		return ref
+	}
+	return e.Stack.Images[svc]
+}
+
+// Prefetch starts reading the images for the image checks among list right away, so that
+// streaming them out of the engine overlaps with the stack's start instead of the checks.
+func (e *Env) Prefetch(list []Check) {
+	for _, c := range list {
+		if c.usesImages {
+			for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
+				go e.imageLoad(svc)
+			}
+			return
+		}
+	}
+}
 
 // All returns every check, in report order.
 func All() []Check {

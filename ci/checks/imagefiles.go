@@ -284,7 +284,7 @@ func (e *Env) Close() error { return nil }
 // and indexes it; the image checks share one pass per image. The compressed size is
 // computed in the same pass when size.budgets will need it (no matching build.json).
 func (e *Env) imageLoad(svc string) *imageLoad {
-	ref := e.Stack.Images[svc]
+	ref := e.image(svc)
 	e.images.mu.Lock()
 	if e.images.m == nil {
 		e.images.m = map[string]*imageLoad{}
@@ -421,17 +421,18 @@ func BuildToolFindings(ix *ImageFiles, svc string) []string {
 
 func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix string) Check {
 	return Check{
-		Name:    name,
-		Docker:  true,
-		Slow:    true,
-		Timeout: 2 * time.Minute,
+		Name:       name,
+		Docker:     true,
+		Slow:       true,
+		usesImages: true,
+		Timeout:    2 * time.Minute,
 		Run: func(ctx context.Context, e *Env) Outcome {
 			var notes, bad []string
 			for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
 				l := e.imageLoad(svc)
 				ix, err := l.ix, l.err
 				if err != nil {
-					return failf("could not read the %s image %s: %v", svc, e.Stack.Images[svc], err)
+					return failf("could not read the %s image %s: %v", svc, e.image(svc), err)
 				}
 				found := find(ix, svc)
 				n := 0

@@ -246,7 +246,7 @@ try:
 except Exception as e:
     print("RESOLVE_FAIL", e); sys.exit(3)
 try:
-    socket.create_connection((ip, port), timeout=3).close()
+    socket.create_connection((ip, port), timeout=2).close()
 except Exception as e:
     print("CONNECT_FAIL", ip, e); sys.exit(4)
 print("CONNECTED", ip)

@@ -21,10 +21,11 @@ func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); retur
 // sizeBudgets measures the images under test and compares them with budgets.yaml for the
 // profile they were built with.
 var sizeBudgets = Check{
-	Name:    "size.budgets",
-	Docker:  true,
-	Slow:    true,
-	Timeout: 2 * time.Minute,
+	Name:       "size.budgets",
+	Docker:     true,
+	Slow:       true,
+	usesImages: true,
+	Timeout:    2 * time.Minute,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		if e.BudgetFile == "" {
 			return skipf("no budgets file given (--budgets)")
@@ -41,7 +42,7 @@ var sizeBudgets = Check{
 		var actual []budget.Actual
 		var sources []string
 		for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
-			ref := e.Stack.Images[svc]
+			ref := e.image(svc)
 			img, err := e.Docker().InspectImage(ctx, ref)
 			if err != nil {
 				return failf("%v", err)

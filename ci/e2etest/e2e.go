@@ -178,6 +178,15 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		refs[k] = v
 	}
 
+	// The image checks read the images out of the engine; that needs no running stack, so
+	// it overlaps with the start (which mostly waits for initdb).
+	env := &checks.Env{
+		Runtime: "docker", ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
+		Images: refs, DockerCLI: c.Docker,
+	}
+	defer env.Close()
+	env.Prefetch(list)
+
 	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0}}
 	fmt.Fprintf(c.Out, "run %s: starting postgres -> backend -> frontend (resources kgci-%s-*)\n", c.RunID, c.RunID)
 	stack, upErr := dockerstack.Up(ctx, dockerstack.Options{
@@ -207,11 +216,8 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		return nil, fmt.Errorf("interrupted while starting the stack: %w", ctx.Err())
 	}
 
-	env := &checks.Env{
-		Runtime: "docker", Stack: stack, ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
-		BackendURL: stack.URLs[dockerstack.Backend], FrontendURL: stack.URLs[dockerstack.Frontend],
-	}
-	defer env.Close()
+	env.Stack = stack
+	env.BackendURL, env.FrontendURL = stack.URLs[dockerstack.Backend], stack.URLs[dockerstack.Frontend]
 	if c.BeforeChecks != nil {
 		if err := c.BeforeChecks(ctx, stack); err != nil {
 			return nil, fmt.Errorf("before checks: %w", err)
