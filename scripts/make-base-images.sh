@@ -416,8 +416,10 @@ build_postgres() {
   chroot_mount "$root"
   apt_prepare "$root"
   # No default cluster: the entrypoint creates one in PGDATA at first start.
-  mkdir -p "$root/etc/postgresql-common"
-  printf 'create_main_cluster = false\n' >"$root/etc/postgresql-common/createcluster.conf"
+  # A drop-in, as in the official Debian-based image (a createcluster.conf of
+  # our own would make ucf record a conflict with a random temp name).
+  mkdir -p "$root/etc/postgresql-common/createcluster.d"
+  printf 'create_main_cluster = false\n' >"$root/etc/postgresql-common/createcluster.d/no-main-cluster.conf"
   # JIT (LLVM 14 + z3 + bitcode, ~140 MB of a ~375 MB image) is left out, as
   # dpkg excludes like the docs ones; jit=off below, and PostgreSQL runs
   # without JIT when its provider is absent anyway.
@@ -434,6 +436,11 @@ CFG
   grep -q "^listen_addresses = '\*'" "$root/usr/share/postgresql/$PG_MAJOR/postgresql.conf.sample" &&
     grep -q "^jit = off" "$root/usr/share/postgresql/$PG_MAJOR/postgresql.conf.sample" ||
     die "postgres image: could not set listen_addresses/jit in postgresql.conf.sample"
+  # ssl-cert made a random snakeoil key pair: an image must not ship one private
+  # key to everyone (and ssl stays off in the clusters initdb makes).
+  rm -f "$root/etc/ssl/certs/ssl-cert-snakeoil.pem" "$root/etc/ssl/private/ssl-cert-snakeoil.key"
+  [ -z "$(ls -A "$root/var/lib/postgresql/$PG_MAJOR" 2>/dev/null)" ] ||
+    die "postgres image: Debian created a default cluster despite create_main_cluster = false"
   install -m 755 "$REPO_ROOT/scripts/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
   mkdir -p "$root/docker-entrypoint-initdb.d" "$root/var/lib/postgresql/data"
   in_chroot "$root" chown postgres:postgres /var/lib/postgresql/data
@@ -490,7 +497,7 @@ recipe_hash() {
   {
     declare -f chroot_mount in_chroot apt_prepare apt_install apt_finish extract_minbase "build_$name"
     echo "$SOURCE_DATE_EPOCH"
-    cat "$MINBASE_TAR.recipe" 2>/dev/null || true
+    minbase_recipe
     cat "$REPO_ROOT"/ci/baseimage/*.go "$REPO_ROOT"/ci/cmd/baseimage/*.go
     case "$name" in
       nginx) declare -f test_nginx; echo "$NGINX_UID" ;;
@@ -501,13 +508,14 @@ recipe_hash() {
 }
 
 minbase_recipe() {
-  { echo "debootstrap --variant=minbase --arch=amd64 $SUITE $(debian_mirror)"; declare -f build_minbase; } | sha256sum | cut -d' ' -f1
+  { echo "debootstrap --variant=minbase --arch=amd64 $SUITE $(debian_mirror) $SOURCE_DATE_EPOCH"; declare -f build_minbase; } | sha256sum | cut -d' ' -f1
 }
 
 require_host() {
   [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot and mounts); re-run with sudo"
   local c
-  for c in debootstrap:debootstrap chroot:coreutils mount:mount findmnt:util-linux go:golang python3:python3; do
+  command -v go >/dev/null 2>&1 || die "'go' not found: Go >= 1.26 is needed to build ci/cmd/baseimage (Debian's golang-go is too old; use the go.dev toolchain)"
+  for c in debootstrap:debootstrap chroot:coreutils mount:mount findmnt:util-linux flock:util-linux python3:python3; do
     command -v "${c%%:*}" >/dev/null 2>&1 ||
       die "'${c%%:*}' not found; install with: apt-get install -y --no-install-recommends ${c##*:} (see scripts/deps/engines.apt)"
   done
@@ -538,6 +546,12 @@ main() {
   [ ${#names[@]} -gt 0 ] || names=("${ALL_IMAGES[@]}")
   require_host
   mkdir -p "$BASE_DIR" "$(dirname "$MINBASE_TAR")"
+  # One run at a time per cache (other pipelines on this machine share it).
+  exec 9>"$KGCI_CACHE/.make-base-images.lock"
+  if ! flock -n 9; then
+    log "another make-base-images run holds $KGCI_CACHE/.make-base-images.lock; waiting (up to 20 min)..."
+    flock -w 1200 9 || die "timed out waiting for the other make-base-images run"
+  fi
   WORK="$(mktemp -d "$KGCI_CACHE/.make-base-images.XXXXXX")"
 
   # Which images need building? Only those need the minbase tarball and Go.
@@ -576,7 +590,6 @@ main() {
     "$WORK/baseimage" --rootfs "$root" --name "$n" --out "$BASE_DIR/$n" "${IMAGE_ARGS[@]}" >/dev/null
     rm -rf "$root"
     "$WORK/baseimage" info --layout "$BASE_DIR/$n" >"$BASE_DIR/$n.info"
-    # Recomputed after the build: build_minbase may have changed the minbase recipe.
     recipe_hash "$n" >"$BASE_DIR/$n.recipe"
     log "$n: built in $((SECONDS - ti))s ($(cat "$BASE_DIR/$n.info"))"
   done

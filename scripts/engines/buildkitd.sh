@@ -77,10 +77,10 @@ start() {
     </dev/null >"$LOGFILE" 2>&1 &
   pid=$!
   echo "$pid" >"$PIDFILE"
-  trap 'log "start failed; stopping buildkitd (pid '"$pid"')"; kill '"$pid"' 2>/dev/null || true; rm -f "$PIDFILE"' EXIT
+  trap 'log "start failed; stopping buildkitd"; stop_pid buildkitd "$PIDFILE" 10' EXIT
   if ! wait_ready "$START_TIMEOUT" "$pid" answers; then
-    kill -0 "$pid" 2>/dev/null || log "buildkitd exited during startup"
     show_log_tail buildkitd "$LOGFILE"
+    running "$pid" || die "buildkitd exited during startup (log above, $LOGFILE)"
     die "buildkitd did not answer on $ADDR within ${START_TIMEOUT}s (log: $LOGFILE)"
   fi
   trap - EXIT

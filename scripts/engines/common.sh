@@ -3,8 +3,13 @@
 # machine finds the same engines; the cache survives between runs, /run does not.
 
 KGCI_CACHE="${KGCI_CACHE:-/var/cache/kidney-genetics-ci}"
-KGCI_RUN=/run/kgci
+# KGCI_RUN is overridable only for testing the scripts beside the real engines.
+KGCI_RUN="${KGCI_RUN:-/run/kgci}"
 ENGINES_ENV="$KGCI_RUN/engines.env"
+
+# Ctrl-C / kill run the scripts' EXIT traps (cleanup of a half-done start).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "${0##*/}" "$*" >&2; exit 1; }
@@ -18,12 +23,21 @@ require_cmd() { # require_cmd CMD DEBIAN_PACKAGE
     die "'$1' not found; install it with: apt-get install -y --no-install-recommends $2 (listed in scripts/deps/engines.apt)"
 }
 
-# pid_alive PIDFILE -> prints the pid and succeeds if that process still exists.
+# running PID: the process exists and is not a zombie (a daemon this shell
+# started and that died stays a zombie until the shell reaps it).
+running() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [ "${stat%% *}" != Z ]
+}
+
+# pid_alive PIDFILE -> prints the pid and succeeds if that process still runs.
 pid_alive() {
   local pid
   [ -s "$1" ] || return 1
   pid="$(cat "$1")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf '%s\n' "$pid"
+  [ -n "$pid" ] && running "$pid" && printf '%s\n' "$pid"
 }
 
 # wait_until SECONDS CMD... : polls CMD every 0.2 s; fails after SECONDS.
@@ -39,11 +53,13 @@ wait_until() {
 wait_ready() {
   local deadline=$((SECONDS + $1)) pid="$2"; shift 2
   until "$@" >/dev/null 2>&1; do
-    kill -0 "$pid" 2>/dev/null || return 1
+    running "$pid" || return 1
     [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.2
   done
 }
+
+not_running() { ! running "$1"; }
 
 # stop_pid NAME PIDFILE [SECONDS]: SIGTERM, wait, then SIGKILL; fine if not running.
 stop_pid() {
@@ -54,11 +70,12 @@ stop_pid() {
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_until "$grace" sh -c "! kill -0 $pid"; then
+  if ! wait_until "$grace" not_running "$pid"; then
     log "$name (pid $pid) ignored SIGTERM for ${grace}s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
-    wait_until 10 sh -c "! kill -0 $pid" || die "$name (pid $pid) survived SIGKILL"
+    wait_until 10 not_running "$pid" || die "$name (pid $pid) survived SIGKILL"
   fi
+  wait "$pid" 2>/dev/null || true # reap it if this shell started it
   rm -f "$pidfile"
   log "$name stopped (pid $pid)"
 }

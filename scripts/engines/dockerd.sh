@@ -20,6 +20,11 @@ PIDFILE="$KGCI_RUN/dockerd.pid"
 LOGFILE="$KGCI_RUN/dockerd.log"
 DAEMON_JSON="$KGCI_RUN/daemon.json"
 START_TIMEOUT="${KGCI_DOCKERD_TIMEOUT:-60}"
+# Our own bridge instead of docker0: any other dockerd started with
+# --bridge=none deletes docker0 at its start-up, which left this one unable to
+# start containers. A bridge named otherwise is never touched by it.
+BRIDGE=kgci0
+BRIDGE_CIDR="${KGCI_DOCKER_BRIDGE_CIDR:-172.17.0.1/16}"
 
 # /usr/local/bin/docker (a newer CLI) may come first on PATH; it negotiates the
 # API version down to dockerd 20.10's 1.41. If it cannot, Debian's own client
@@ -72,9 +77,24 @@ TOML
   STARTED_CTR=$pid
   if ! wait_ready "$START_TIMEOUT" "$pid" ctr_answers; then
     show_log_tail containerd "$CTR_LOG"
+    running "$pid" || die "containerd exited during startup (log above, $CTR_LOG)"
     die "containerd did not answer on $CTR_SOCK within ${START_TIMEOUT}s (log: $CTR_LOG)"
   fi
   log "containerd ready (pid $pid)"
+}
+
+ensure_bridge() {
+  require_cmd ip iproute2
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    local net other
+    net="$(python3 -c 'import ipaddress,sys; print(ipaddress.ip_interface(sys.argv[1]).network)' "$BRIDGE_CIDR")"
+    other="$(ip -4 route show "$net" 2>/dev/null | head -n1)"
+    [ -z "$other" ] || die "cannot create bridge $BRIDGE with $BRIDGE_CIDR: the route '$other' already uses $net; set KGCI_DOCKER_BRIDGE_CIDR to a free subnet (e.g. 172.29.0.1/16)"
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
+    log "created bridge $BRIDGE ($BRIDGE_CIDR)"
+  fi
+  ip link set "$BRIDGE" up
 }
 
 cleanup_failed_start() {
@@ -99,10 +119,16 @@ start() {
   mkdir -p "$KGCI_RUN" "$KGCI_CACHE/docker"
   if pid="$(pid_alive "$PIDFILE")"; then
     wait_until 10 docker_answers || die "dockerd (pid $pid) is running but not answering on $SOCK; run '$0 stop' and retry"
-    log "dockerd already running (pid $pid)"
-    publish_env
-    return 0
+    if ip link show "$BRIDGE" >/dev/null 2>&1 && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--bridge $BRIDGE "; then
+      log "dockerd already running (pid $pid)"
+      publish_env
+      return 0
+    fi
+    # Containers on the default network cannot start without the bridge.
+    log "dockerd (pid $pid) lacks its bridge $BRIDGE (deleted, or started by an older dockerd.sh); restarting it"
+    stop_pid dockerd "$PIDFILE" 40
   fi
+  ensure_bridge
   trap cleanup_failed_start EXIT
   start_containerd
   echo '{}' >"$DAEMON_JSON"
@@ -114,13 +140,14 @@ start() {
     --host "$DOCKER_HOST" \
     --pidfile "$PIDFILE" \
     --containerd "$CTR_SOCK" \
+    --bridge "$BRIDGE" \
     </dev/null >"$LOGFILE" 2>&1 &
   pid=$!
   # dockerd writes $PIDFILE itself (and refuses to start if it exists).
   STARTED_DOCKERD=$pid
   if ! wait_ready "$START_TIMEOUT" "$pid" docker_answers; then
-    kill -0 "$pid" 2>/dev/null || log "dockerd exited during startup"
     show_log_tail dockerd "$LOGFILE"
+    running "$pid" || die "dockerd exited during startup (log above, $LOGFILE)"
     die "dockerd did not answer on $SOCK within ${START_TIMEOUT}s (log: $LOGFILE)"
   fi
   trap - EXIT
