@@ -36,12 +36,16 @@ BG_PIDS=()  # test servers started inside chroots
 
 cleanup() {
   local rc=$? i
+  set +e # best effort: one failing step must not skip the others
   for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${BG_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ -z "${STEP_PID:-}" ] || kill -TERM -- "-$STEP_PID" 2>/dev/null || true
+  for pid in "${BG_PIDS[@]}" ${STEP_PID:+"$STEP_PID"}; do wait "$pid" 2>/dev/null || true; done
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
     umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null || true
   done
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    # debootstrap mounts /proc and /sys in its target; an interrupted run leaves them.
+    findmnt -rn -o TARGET | grep "^$WORK/" | sort -r | while read -r m; do umount -l "$m" || true; done
     # Never rm -rf across a mount that is still there (it could be the host's).
     if [ -n "${KGCI_KEEP_WORK:-}" ]; then
       log "KGCI_KEEP_WORK is set: leaving $WORK for inspection"
@@ -57,6 +61,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# step CMD...: runs a long command so that a signal to this script is handled
+# at once (bash runs traps only between foreground commands, but during
+# `wait`); the cleanup trap then stops the command.
+# CMD must be a program (not a function): it gets its own session, so the
+# whole process tree (dpkg, wget, ...) can be stopped.
+STEP_PID=""
+step() {
+  setsid "$@" &
+  STEP_PID=$!
+  local rc=0
+  wait "$STEP_PID" || rc=$?
+  STEP_PID=""
+  return "$rc"
+}
 
 # --------------------------------------------------------- chroot helpers ---
 # Private /proc and a tmpfs /dev with the few nodes package scripts and test
@@ -98,10 +117,12 @@ chroot_umount() {
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1747699200}"
 export SOURCE_DATE_EPOCH
 
-in_chroot() { # in_chroot ROOT CMD... (clean environment, as a container would have)
+# A clean environment, as a container would have.
+CHROOT_ENV=(/usr/bin/env -i PATH="$CHROOT_PATH" HOME=/root LANG=C.UTF-8
+  DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH")
+in_chroot() { # in_chroot ROOT CMD...
   local root="$1"; shift
-  chroot "$root" /usr/bin/env -i PATH="$CHROOT_PATH" HOME=/root LANG=C.UTF-8 \
-    DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" "$@"
+  chroot "$root" "${CHROOT_ENV[@]}" "$@"
 }
 
 # apt_prepare ROOT: the host's apt sources (the reachable mirror) and DNS, no
@@ -128,8 +149,8 @@ CFG
 
 apt_install() { # apt_install ROOT PKG...
   local root="$1"; shift
-  in_chroot "$root" apt-get update -qq
-  in_chroot "$root" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  step chroot "$root" "${CHROOT_ENV[@]}" apt-get update -qq
+  step chroot "$root" "${CHROOT_ENV[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # apt_finish ROOT: drop what only the build needed; apt stays usable after
@@ -165,8 +186,8 @@ debian_mirror() {
 build_minbase() {
   local root="$WORK/minbase" mirror t0=$SECONDS
   mirror="$(debian_mirror)"
-  log "minbase: debootstrap --variant=minbase $SUITE from $mirror (3-7 min)..."
-  debootstrap --variant=minbase --arch=amd64 \
+  log "minbase: debootstrap --variant=minbase $SUITE from $mirror (1-7 min, depending on the mirror)..."
+  step debootstrap --variant=minbase --arch=amd64 \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
     "$SUITE" "$root" "$mirror" >"$WORK/debootstrap.log" 2>&1 || {
     tail -n 30 "$WORK/debootstrap.log" >&2
