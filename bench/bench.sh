@@ -9,9 +9,9 @@
 # backend change; plus kgci cold parallel vs --sequential.
 #
 # Each builder gets its own private daemon with an empty state directory
-# under a temp dir (buildkitd; containerd + dockerd without bridge or
-# iptables), so "cold" really is cold and nothing shared with other jobs on
-# the machine is pruned. Base images are the offline layouts
+# under a temp dir (buildkitd; containerd + dockerd on its own bridge, no
+# iptables rules), so "cold" really is cold and nothing shared with other
+# jobs on the machine is pruned or reconfigured. Base images are the offline layouts
 # (scripts/make-base-images.sh), loaded into the private dockerd before any
 # timing. The source is `git archive HEAD` in the temp dir: the checkout is
 # never modified. Times are wall-clock seconds from bash's `time` around the
@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
 done
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the private buildkitd and dockerd need namespaces and overlay mounts"
-for c in go git runc containerd dockerd "$DOCKER_CLI" findmnt; do
+for c in go git runc containerd dockerd "$DOCKER_CLI" findmnt ip python3; do
   command -v "$c" >/dev/null || die "'$c' not found; install the packages in scripts/deps/build.apt and scripts/deps/engines.apt"
 done
 [ -x "$BK_BIN" ] || die "$BK_BIN missing; run scripts/engines/buildkitd.sh build"
@@ -55,6 +55,7 @@ done
 WORK="$(mktemp -d /var/tmp/kgci-bench.XXXXXX)"
 RUN="$WORK/run"
 PIDS=()     # daemons we started, stopped in reverse order
+BRIDGE_CREATED=0
 cleanup() {
   local rc=$? i pid
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
@@ -63,6 +64,7 @@ cleanup() {
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
   done
+  if [ "$BRIDGE_CREATED" = 1 ]; then ip link del "$BENCH_BRIDGE" 2>/dev/null || true; fi
   if [ "$KEEP" = 1 ]; then
     log "kept $WORK"
   elif findmnt -rn -o TARGET | grep -q "^$WORK/"; then
@@ -122,12 +124,30 @@ export DOCKER_HOST="unix://$RUN/docker.sock"
 export DOCKER_BUILDKIT=1
 for _ in $(seq 1 150); do [ -S "$CTR_SOCK" ] && break; sleep 0.2; done
 [ -S "$CTR_SOCK" ] || die "private containerd did not start; see $LOGS/containerd.log"
-# No bridge and no iptables: the machine's own dockerd owns docker0 and the
-# NAT rules; builds use the host network (--network host), like buildkitd.
+# A bridge of our own and no iptables rules. Never --bridge=none: a dockerd
+# started with it deletes docker0, breaking any other Docker engine on the
+# machine. Builds use the host network (--network host), like buildkitd.
+BENCH_BRIDGE=kgcibench0
+BENCH_BRIDGE_CIDR="${BENCH_BRIDGE_CIDR:-172.30.254.1/24}"
+! ip link show "$BENCH_BRIDGE" >/dev/null 2>&1 ||
+  die "bridge $BENCH_BRIDGE already exists (another bench running, or left over: ip link del $BENCH_BRIDGE)"
+python3 -c '
+import ipaddress, subprocess, sys
+net = ipaddress.ip_interface(sys.argv[1]).network
+routes = subprocess.run(["ip", "-4", "-o", "route", "show"], capture_output=True, text=True, check=True).stdout
+for line in routes.splitlines():
+    dst = line.split()[0]
+    if dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(net):
+        sys.exit(f"{net} overlaps the route {line!r}")
+' "$BENCH_BRIDGE_CIDR" || die "pick a free subnet with BENCH_BRIDGE_CIDR=ADDR/LEN"
+ip link add "$BENCH_BRIDGE" type bridge
+BRIDGE_CREATED=1
+ip addr add "$BENCH_BRIDGE_CIDR" dev "$BENCH_BRIDGE"
+ip link set "$BENCH_BRIDGE" up
 echo '{}' >"$WORK/daemon.json"
 dockerd --config-file "$WORK/daemon.json" --data-root "$WORK/docker" --exec-root "$RUN/docker-exec" \
   --host "$DOCKER_HOST" --pidfile "$RUN/dockerd.pid" --containerd "$CTR_SOCK" \
-  --bridge none --iptables=false --ip-masq=false </dev/null >"$LOGS/dockerd.log" 2>&1 &
+  --bridge "$BENCH_BRIDGE" --iptables=false --ip-masq=false </dev/null >"$LOGS/dockerd.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 1 300); do "$DOCKER_CLI" version >/dev/null 2>&1 && break; sleep 0.2; done
 "$DOCKER_CLI" version >/dev/null 2>&1 || die "private dockerd did not start; see $LOGS/dockerd.log"
