@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The main job on a machine with BuildKit and Docker but no Dagger: start the
+# engines (if not running), make the offline base images (cached), build both
+# images with BuildKit, load them into Docker, run test-e2e, leave the results
+# in results/. Engines this script started are stopped when it ends, however
+# it ends; engines that were already running are left alone.
+#
+#   bash scripts/pipeline.sh [--profile offline|upstream] [--results DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/phase.sh
+
+profile=offline
+results=results
+while [ $# -gt 0 ]; do
+  case $1 in
+    --profile) profile=${2:?--profile needs a value}; shift 2 ;;
+    --results) results=${2:?--results needs a value}; shift 2 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "pipeline.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+started=()
+cleanup() {
+  local rc=$?
+  for e in "${started[@]}"; do bash "scripts/engines/$e.sh" stop || true; done
+  phase_summary
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ensure_engine() {
+  if ! bash "scripts/engines/$1.sh" status >/dev/null 2>&1; then
+    bash "scripts/engines/$1.sh" start
+    started+=("$1")
+  else
+    echo "$1 already running: leaving it as it is"
+  fi
+}
+
+phase "install Debian packages" bash scripts/install-deps.sh
+phase "start buildkitd" ensure_engine buildkitd
+phase "start dockerd" ensure_engine dockerd
+# shellcheck disable=SC1091
+. /run/kgci/engines.env
+export BUILDKIT_HOST DOCKER_HOST
+if [ "$profile" = offline ]; then
+  phase "offline base images" bash scripts/make-base-images.sh
+fi
+phase "build kgci" go build -o bin/kgci ./ci/cmd/kgci
+mkdir -p "$results"
+phase "build images ($profile)" bin/kgci build --profile "$profile" --out "$results/images" --load
+phase "test-e2e ($profile)" bin/kgci test-e2e --profile "$profile" --results "$results"

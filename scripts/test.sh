@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Every test of the project, in the order a failure is cheapest to find:
+# Go unit tests (no engines), the application's own tests against real
+# PostgreSQL / nginx / chromium, the workflow linter, then the real pipeline
+# (buildkitd + dockerd, offline base images, build, test-e2e) and the fault
+# tests that must turn named checks red. Prints the time of each phase.
+#
+#   bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/phase.sh
+
+started=()
+cleanup() {
+  local rc=$?
+  for e in "${started[@]}"; do bash "scripts/engines/$e.sh" stop || true; done
+  phase_summary
+  if [ $rc = 0 ]; then echo "test.sh: all phases passed"; else echo "test.sh: FAILED (exit $rc)"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ensure_engine() {
+  if ! bash "scripts/engines/$1.sh" status >/dev/null 2>&1; then
+    bash "scripts/engines/$1.sh" start
+    started+=("$1")
+  fi
+}
+
+phase "install Debian packages" bash scripts/install-deps.sh
+phase "go vet" go vet ./...
+phase "go unit tests" go test -count=1 ./...
+phase "backend (pytest, PostgreSQL)" bash scripts/test-backend.sh
+phase "frontend (vitest, build)" bash scripts/test-frontend.sh
+phase "entrypoint (dash, busybox)" bash scripts/test-entrypoint.sh
+phase "nginx + browser" bash scripts/test-nginx.sh
+phase "workflow lint" bash scripts/lint-workflows.sh
+phase "start buildkitd" ensure_engine buildkitd
+phase "start dockerd" ensure_engine dockerd
+# The pipeline sees the engines running and leaves them for the fault tests.
+phase "main job (pipeline.sh)" bash scripts/pipeline.sh --profile offline --results results
+. /run/kgci/engines.env
+export BUILDKIT_HOST DOCKER_HOST
+phase "fault tests (real stack)" env KGCI_E2E=1 go test -count=1 -timeout 20m ./ci/e2etest/...
