@@ -71,9 +71,11 @@ type Check struct {
 	Name string
 	// Docker is true for checks that need the Docker runtime of `kgci test-e2e`.
 	Docker bool
-	// Needs lists services that must be up and healthy (with a Docker stack) or whose URL
-	// must be given (URL-only runs: backend, frontend).
+	// Needs lists services that must be up and healthy (with a Docker stack).
 	Needs []string
+	// URL names the base URL the check talks to (backend or frontend); URL-only runs
+	// skip the check when that URL was not given.
+	URL string
 	// NeedsRunning lists services whose container must merely be running.
 	NeedsRunning []string
 	// Destructive checks disturb the stack (stop the database); they run last, one at a
@@ -284,14 +286,16 @@ func (e *Env) precondition(ctx context.Context, c Check) (Outcome, bool) {
 	if c.Docker && e.Stack == nil {
 		return skipf("needs the Docker runtime (kgci test-e2e); this is a URL-only run (--runtime %s)", e.Runtime), true
 	}
+	if e.Stack == nil {
+		switch {
+		case c.URL == dockerstack.Backend && e.BackendURL == "":
+			return skipf("needs --backend-url"), true
+		case c.URL == dockerstack.Frontend && e.FrontendURL == "":
+			return skipf("needs --frontend-url"), true
+		}
+	}
 	for _, svc := range c.Needs {
 		if e.Stack == nil {
-			switch {
-			case svc == dockerstack.Backend && e.BackendURL == "":
-				return skipf("needs --backend-url"), true
-			case svc == dockerstack.Frontend && e.FrontendURL == "":
-				return skipf("needs --frontend-url"), true
-			}
 			continue
 		}
 		if st, ok := e.Stack.Startup[svc]; !ok || !st.Healthy {

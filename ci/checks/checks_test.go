@@ -124,6 +124,7 @@ func TestSelect(t *testing.T) {
 	}
 	for _, c := range URLOnly() {
 		assert.False(t, c.Docker, c.Name)
+		assert.NotEmpty(t, c.URL, "%s: a URL-only check must say which URL it uses", c.Name)
 	}
 	assert.Len(t, URLOnly(), 6)
 }
@@ -179,8 +180,8 @@ func TestRunTimeoutPanicAndSkips(t *testing.T) {
 		}},
 		{Name: "t.panic", Run: func(ctx context.Context, e *Env) Outcome { panic("boom") }},
 		{Name: "t.docker", Docker: true, Run: func(ctx context.Context, e *Env) Outcome { return passf("must not run") }},
-		{Name: "t.frontend", Needs: []string{dockerstack.Frontend}, Run: func(ctx context.Context, e *Env) Outcome { return passf("must not run") }},
-		{Name: "t.backend", Needs: []string{dockerstack.Backend}, Run: func(ctx context.Context, e *Env) Outcome { return passf("ran") }},
+		{Name: "t.frontend", URL: dockerstack.Frontend, Run: func(ctx context.Context, e *Env) Outcome { return passf("must not run") }},
+		{Name: "t.backend", URL: dockerstack.Backend, Needs: []string{dockerstack.Postgres}, Run: func(ctx context.Context, e *Env) Outcome { return passf("ran") }},
 	}
 	rs := Run(context.Background(), list, &Env{Runtime: "dagger", BackendURL: "http://backend:8000"}, nil)
 	assert.Equal(t, Fail, rs[0].Status)

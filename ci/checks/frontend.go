@@ -85,6 +85,7 @@ var scriptSrc = regexp.MustCompile(`<script[^>]+src="(/assets/[^"]+\.js)"`)
 var gzipAssets = Check{
 	Name:  "gzip.assets",
 	Needs: []string{dockerstack.Frontend, dockerstack.Backend},
+	URL:   dockerstack.Frontend,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		idx, err := e.get(ctx, e.FrontendURL+"/", nil)
 		if err != nil {

@@ -43,6 +43,7 @@ func (e *Env) checkAPIHealth(ctx context.Context, base, via string) Outcome {
 var healthBackendDirect = Check{
 	Name:  "health.backend_direct",
 	Needs: []string{dockerstack.Backend},
+	URL:   dockerstack.Backend,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		return e.checkAPIHealth(ctx, e.BackendURL, "backend directly")
 	},
@@ -51,6 +52,7 @@ var healthBackendDirect = Check{
 var healthThroughNginx = Check{
 	Name:  "health.through_nginx",
 	Needs: []string{dockerstack.Frontend, dockerstack.Backend},
+	URL:   dockerstack.Frontend,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		return e.checkAPIHealth(ctx, e.FrontendURL, "through the frontend's nginx")
 	},
@@ -59,6 +61,7 @@ var healthThroughNginx = Check{
 var healthFrontend = Check{
 	Name:  "health.frontend",
 	Needs: []string{dockerstack.Frontend},
+	URL:   dockerstack.Frontend,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		u := e.FrontendURL + "/health"
 		r, err := e.get(ctx, u, nil)
@@ -84,6 +87,7 @@ var healthFrontend = Check{
 var healthDatabaseDown = Check{
 	Name:        "health.database_down",
 	Docker:      true,
+	URL:         dockerstack.Backend,
 	Needs:       []string{dockerstack.Postgres, dockerstack.Backend},
 	Destructive: true,
 	Timeout:     90 * time.Second,

@@ -462,4 +462,5 @@ var securityNoSecrets = imageCheck("security.no_secrets", func(ix *ImageFiles, _
 
 var securityNoBuildTools = imageCheck("security.no_build_tools", BuildToolFindings,
 	"build tools in a runtime image",
-	"Keep compilers, installers and node_modules in the builder stage; copy only the venv / dist into the runtime stage (ci/spec/images.go)")
+	"Keep compilers, installers and node_modules in the builder stage; copy only the venv / dist into the runtime stage (ci/spec/images.go). "+
+		"pip comes with python:3.11-slim itself: remove it in the runtime stage (pip uninstall -y pip setuptools wheel, or delete /usr/local/bin/pip* and site-packages/pip*)")

@@ -151,6 +151,7 @@ func handshakeHint(resp *http.Response, body []byte) string {
 var websocketUpgrade = Check{
 	Name:    "websocket.upgrade",
 	Needs:   []string{dockerstack.Frontend, dockerstack.Backend},
+	URL:     dockerstack.Frontend,
 	Timeout: 20 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		cfg, _, err := e.fetchEnvConfig(ctx, e.FrontendURL)
@@ -220,6 +221,7 @@ var websocketUpgrade = Check{
 var websocketPlainAPI = Check{
 	Name:  "websocket.plain_api_not_upgraded",
 	Needs: []string{dockerstack.Frontend, dockerstack.Backend},
+	URL:   dockerstack.Frontend,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		u := e.FrontendURL + "/api/health"
 		r, err := e.get(ctx, u, nil)
