@@ -480,7 +480,15 @@ var (
 	binErr  error
 )
 
-// kgciBinary builds the real command once per test process.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// kgciBinary builds the real command once per test process (removed by TestMain).
 func kgciBinary(t *testing.T, e *env) string {
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kgci-bin-")
