@@ -224,9 +224,13 @@ func TestBackendOffline(t *testing.T) {
 	assert.Equal(t, basePath, envMap(g.exec(runtime[1]).Meta.Env)["PATH"])
 	assert.Equal(t, "python", envMap(g.exec(runtime[1]).Meta.Env)["BASE_KIND"])
 
-	venv, builderFinal := g.copy(runtime[3])
+	venv, builderFinal := g.copy(runtime[indexOf(t, g.labels(runtime), "COPY /opt/venv")])
 	assert.Equal(t, "/opt/venv", venv.Dest)
 	assert.Nil(t, venv.Owner)
+	// The Debian-made base has no pip to remove; a pip step would fail there.
+	for _, l := range g.labels(runtime) {
+		assert.NotContains(t, l, "pip uninstall")
+	}
 
 	app, appSrc := g.copy(runtime[4])
 	assert.True(t, app.DirCopyContents)
@@ -294,9 +298,14 @@ func TestBackendUpstream(t *testing.T) {
 	g := marshal(t, img, Inputs{Profile: spec.Upstream})
 	runtime := g.chain(g.final)
 	assert.Equal(t, "docker-image://docker.io/library/python:3.11-slim", g.source(runtime[0]).Identifier)
-	_, builderFinal := g.copy(runtime[3])
+	rl := g.labels(runtime)
+	_, builderFinal := g.copy(runtime[indexOf(t, rl, "COPY /opt/venv")])
 	builder := g.chain(builderFinal)
 	bl := g.labels(builder)
+	// python:3.11-slim's pip/setuptools/wheel leave the runtime before
+	// anything else is added to it.
+	assert.Equal(t, "RUN python3 -m pip uninstall -y pip setuptools wheel", rl[indexOf(t, rl, "RUN python3 -m pip")])
+	assert.Less(t, indexOf(t, rl, "RUN python3 -m pip"), indexOf(t, rl, "COPY /opt/venv"))
 	assert.Equal(t, "FROM docker-image://docker.io/library/python:3.11-slim", bl[0])
 
 	uv, uvSrc := g.copy(builder[indexOf(t, bl, "COPY /uv ")])

@@ -47,7 +47,7 @@ func TestUpstreamBaseConfigFromResolver(t *testing.T) {
 	assert.Equal(t, "3.11.14", env["PYTHON_VERSION"], "the registry image's env reaches RUN")
 	assert.Equal(t, "/base-wd", g.exec(runtime[1]).Meta.Cwd, "and its working directory")
 	// The builder's WORKDIR overrides the base's.
-	_, builderFinal := g.copy(runtime[3])
+	_, builderFinal := g.copy(runtime[indexOf(t, g.labels(runtime), "COPY /opt/venv")])
 	builder := g.chain(builderFinal)
 	i := indexOf(t, g.labels(builder), "RUN sh -c uv venv")
 	assert.Equal(t, "/src", g.exec(builder[i]).Meta.Cwd)

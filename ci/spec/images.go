@@ -89,6 +89,15 @@ func Backend(o Options) Image {
 		CopyStage{Stage: "builder", From: "/opt/venv", To: "/opt/venv"},
 		CopySrc{From: "backend/app", To: "/app/app", Dir: true, Owner: owner, Exclude: []string{"**/__pycache__", "**/*.pyc"}},
 	}}
+	if o.Profile != Offline {
+		// python:3.11-slim ships pip, setuptools and wheel in the system
+		// Python; the runtime installs nothing, so no package manager may
+		// stay in it (security.no_build_tools). The Debian-made base has
+		// none to remove.
+		runtime.Ops = append(runtime.Ops[:1], append([]Op{
+			Run{Args: []string{"python3", "-m", "pip", "uninstall", "-y", "pip", "setuptools", "wheel"}},
+		}, runtime.Ops[1:]...)...)
+	}
 
 	return Image{
 		Name:   "backend",
