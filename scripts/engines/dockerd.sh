@@ -161,6 +161,10 @@ stop() {
   stop_pid dockerd "$PIDFILE" 40
   stop_pid containerd "$CTR_PIDFILE" 20
   rm -f "$SOCK" "$CTR_SOCK" "$CTR_SOCK.ttrpc"
+  # The bridge is ours (start made it); leave no interface behind.
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link delete "$BRIDGE" && log "deleted bridge $BRIDGE"
+  fi
   env_unset DOCKER_HOST
   env_unset KGCI_DOCKER
 }
