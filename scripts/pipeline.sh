@@ -34,7 +34,8 @@ trap 'exit 143' TERM
 
 ensure_engine() {
   if ! bash "scripts/engines/$1.sh" status >/dev/null 2>&1; then
-    bash "scripts/engines/$1.sh" start
+    # Explicit return: phase runs this in an || context, where set -e is off.
+    bash "scripts/engines/$1.sh" start || return $?
     started+=("$1")
   else
     echo "$1 already running: leaving it as it is"
