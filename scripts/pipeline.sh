@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/phase.sh
+. scripts/lib/engines.sh
 
 profile=offline
 results=results
@@ -21,10 +22,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-started=()
 cleanup() {
   local rc=$?
-  for e in "${started[@]}"; do bash "scripts/engines/$e.sh" stop || true; done
+  stop_started_engines
   phase_summary
   exit $rc
 }
@@ -32,15 +32,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ensure_engine() {
-  if ! bash "scripts/engines/$1.sh" status >/dev/null 2>&1; then
-    # Explicit return: phase runs this in an || context, where set -e is off.
-    bash "scripts/engines/$1.sh" start || return $?
-    started+=("$1")
-  else
-    echo "$1 already running: leaving it as it is"
-  fi
-}
 
 phase "install Debian packages" bash scripts/install-deps.sh
 phase "start buildkitd" ensure_engine buildkitd

@@ -9,12 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/phase.sh
+. scripts/lib/engines.sh
 
-started=()
 cleanup() {
   local rc=$?
   [ -n "${prep_pid:-}" ] && stop_prepare
-  for e in "${started[@]}"; do bash "scripts/engines/$e.sh" stop || true; done
+  stop_started_engines
   phase_summary
   if [ $rc = 0 ]; then echo "test.sh: all phases passed"; else echo "test.sh: FAILED (exit $rc)"; fi
   exit $rc
@@ -23,13 +23,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ensure_engine() {
-  if ! bash "scripts/engines/$1.sh" status >/dev/null 2>&1; then
-    # Explicit return: phase runs this in an || context, where set -e is off.
-    bash "scripts/engines/$1.sh" start || return $?
-    started+=("$1")
-  fi
-}
 
 phase "install Debian packages" bash scripts/install-deps.sh
 
