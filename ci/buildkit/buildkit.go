@@ -167,7 +167,7 @@ func Build(ctx context.Context, c *client.Client, imgs []spec.Image, opt Options
 		eg.Go(func() error {
 			r, err := buildOne(ectx, c, prepared[i], opt, ch)
 			if err != nil {
-				return fmt.Errorf("building %s: %w", prepared[i].img.Name, err)
+				return fmt.Errorf("building %s: %w%s", prepared[i].img.Name, err, registryHint(opt.Spec.Profile, err))
 			}
 			results[i] = r
 			return nil
@@ -368,4 +368,22 @@ func DockerLoad(ctx context.Context, dockerHost, tarball string) error {
 		return fmt.Errorf("docker load -i %s: %w: %s; is dockerd running (scripts/engines/dockerd.sh start) and DOCKER_HOST set?", tarball, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// registryHint turns the upstream profile's most common failure on a
+// machine without registry access (the daemon cannot resolve a public base
+// image) into the fix, instead of leaving the user with a DNS error.
+func registryHint(p spec.Profile, err error) string {
+	if p == spec.Offline {
+		return ""
+	}
+	msg := err.Error()
+	for _, s := range []string{"failed to do request", "no such host", "resolve image config", "dial tcp", "i/o timeout"} {
+		if strings.Contains(msg, s) {
+			return "\nhint: the upstream profile pulls public base images (python:3.11-slim, node:20-alpine, nginx:1.26-alpine, uv); " +
+				"this buildkitd cannot reach their registry. Without registry access use --profile offline " +
+				"(base images from scripts/make-base-images.sh)"
+		}
+	}
+	return ""
 }

@@ -198,3 +198,10 @@ func skipUnlessE2E(t *testing.T, format string, args ...any) {
 	}
 	t.Skipf(format+" (set KGCI_E2E=1 to make this a failure)", args...)
 }
+
+func TestRegistryHint(t *testing.T) {
+	dns := errors.New(`failed to solve: failed to do request: Head "https://registry-1.docker.io/v2/library/nginx/manifests/1.26-alpine": dial tcp: lookup registry-1.docker.io: no such host`)
+	assert.Contains(t, registryHint(spec.Upstream, dns), "--profile offline")
+	assert.Empty(t, registryHint(spec.Offline, dns), "offline builds never pull, the hint would mislead")
+	assert.Empty(t, registryHint(spec.Upstream, errors.New("process \"npm ci\" did not complete successfully: exit code: 1")))
+}
