@@ -67,6 +67,7 @@ phase "start dockerd" ensure_engine dockerd
 phase "main job (pipeline.sh)" bash scripts/pipeline.sh --profile offline --results results
 . /run/kgci/engines.env
 export BUILDKIT_HOST DOCKER_HOST
+phase "compose up (prod + test overlay)" bash scripts/test-compose.sh --profile offline
 # The tests that need buildkitd, the offline bases, dockerd and the loaded
 # images: with KGCI_E2E=1 a missing piece fails them instead of skipping.
 phase "engine tests + faults (real)" env KGCI_E2E=1 go test -count=1 -timeout 25m ./ci/buildkit/ ./ci/cmd/kgci/ ./ci/e2etest/
