@@ -44,5 +44,9 @@ if [ "$profile" = offline ]; then
 fi
 phase "build kgci" go build -o bin/kgci ./ci/cmd/kgci
 mkdir -p "$results"
+# Each --load re-tags kidney_genetics_*:latest and leaves the previous images
+# dangling; in this private engine (its data root is under KGCI_CACHE) they
+# would pile up run after run.
+phase "prune dangling images" docker image prune -f
 phase "build images ($profile)" bin/kgci build --profile "$profile" --out "$results/images" --load
 phase "test-e2e ($profile)" bin/kgci test-e2e --profile "$profile" --results "$results"
