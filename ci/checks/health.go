@@ -112,24 +112,9 @@ var healthDatabaseDown = Check{
 		}()
 		stopped := time.Since(t0)
 
-		var down *response
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			r, err := e.get(ctx, u, nil)
-			if err == nil && r.StatusCode != 200 {
-				down = r
-				break
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				last := "no answer"
-				if err != nil {
-					last = err.Error()
-				} else {
-					last = fmt.Sprintf("%d %s", r.StatusCode, snippet(r.Body))
-				}
-				return failf("with postgres stopped, GET %s still answered %s after 15s: /api/health must check the database on every call and return 503 when it is unreachable", u, last)
-			}
-			time.Sleep(200 * time.Millisecond)
+		down, last := e.pollGet(ctx, u, 15*time.Second, func(r *response) bool { return r.StatusCode != 200 })
+		if down == nil {
+			return failf("with postgres stopped, GET %s still answered %s after 15s: /api/health must check the database on every call and return 503 when it is unreachable", u, last)
 		}
 		var h apiHealth
 		if err := json.Unmarshal(down.Body, &h); err != nil || h.Database != "unreachable" {
@@ -146,25 +131,11 @@ var healthDatabaseDown = Check{
 		}
 		restarted = true
 		pgBack := time.Since(t1)
-		deadline = time.Now().Add(30 * time.Second)
-		for {
-			r, err := e.get(ctx, u, nil)
-			if err == nil && r.StatusCode == 200 {
-				var h apiHealth
-				if json.Unmarshal(r.Body, &h) == nil && h.Database == "connected" {
-					break
-				}
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				last := "no answer"
-				if err != nil {
-					last = err.Error()
-				} else {
-					last = fmt.Sprintf("%d %s", r.StatusCode, snippet(r.Body))
-				}
-				return failf("postgres is healthy again, but GET %s still answers %s after 30s: the backend must reconnect by itself (discard dead pool connections)", u, last)
-			}
-			time.Sleep(200 * time.Millisecond)
+		if up, last := e.pollGet(ctx, u, 30*time.Second, func(r *response) bool {
+			var h apiHealth
+			return r.StatusCode == 200 && json.Unmarshal(r.Body, &h) == nil && h.Database == "connected"
+		}); up == nil {
+			return failf("postgres is healthy again, but GET %s still answers %s after 30s: the backend must reconnect by itself (discard dead pool connections)", u, last)
 		}
 		return passf("postgres stopped in %.1fs; backend answered 503 database unreachable %.1fs later; after restart (postgres healthy in %.1fs) it recovered %.1fs later",
 			stopped.Seconds(), noticed.Seconds(), pgBack.Seconds(), time.Since(t1).Seconds()-pgBack.Seconds())
@@ -233,4 +204,24 @@ func firstLine(s string) string {
 	}
 	l, _, _ := strings.Cut(s, "\n")
 	return l
+}
+
+// pollGet asks u every 200 ms until want accepts an answer or the bound
+// passes; on failure it returns nil and the last answer (or error) for the
+// check's message.
+func (e *Env) pollGet(ctx context.Context, u string, bound time.Duration, want func(*response) bool) (*response, string) {
+	deadline := time.Now().Add(bound)
+	for {
+		r, err := e.get(ctx, u, nil)
+		if err == nil && want(r) {
+			return r, ""
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return nil, err.Error()
+			}
+			return nil, fmt.Sprintf("%d %s", r.StatusCode, snippet(r.Body))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
