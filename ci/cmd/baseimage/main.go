@@ -170,18 +170,27 @@ func dockerArchive(args []string) error {
 	return baseimage.WriteDockerArchive(*dir, *refName, *tag, *out)
 }
 
-func digest(args []string) error {
-	fs := flag.NewFlagSet("baseimage digest", flag.ContinueOnError)
-	dir := fs.String("layout", "", "OCI layout directory (required)")
-	refName := fs.String("name", "", "image to pick by ref.name (default: the only one)")
+// layoutArgs parses the --layout/--name pair that digest and info share.
+func layoutArgs(cmd string, args []string) (dir, refName string, err error) {
+	fs := flag.NewFlagSet("baseimage "+cmd, flag.ContinueOnError)
+	d := fs.String("layout", "", "OCI layout directory (required)")
+	n := fs.String("name", "", "image to pick by ref.name (default: the only one)")
 	if err := fs.Parse(args); err != nil {
+		return "", "", err
+	}
+	if *d == "" {
+		fs.Usage()
+		return "", "", fmt.Errorf("--layout is required")
+	}
+	return *d, *n, nil
+}
+
+func digest(args []string) error {
+	dir, refName, err := layoutArgs("digest", args)
+	if err != nil {
 		return err
 	}
-	if *dir == "" {
-		fs.Usage()
-		return fmt.Errorf("--layout is required")
-	}
-	_, desc, err := baseimage.FromLayout(*dir, *refName)
+	_, desc, err := baseimage.FromLayout(dir, refName)
 	if err != nil {
 		return err
 	}
@@ -190,17 +199,11 @@ func digest(args []string) error {
 }
 
 func info(args []string) error {
-	fs := flag.NewFlagSet("baseimage info", flag.ContinueOnError)
-	dir := fs.String("layout", "", "OCI layout directory (required)")
-	refName := fs.String("name", "", "image to pick by ref.name (default: the only one)")
-	if err := fs.Parse(args); err != nil {
+	dir, refName, err := layoutArgs("info", args)
+	if err != nil {
 		return err
 	}
-	if *dir == "" {
-		fs.Usage()
-		return fmt.Errorf("--layout is required")
-	}
-	st, err := baseimage.Stats(*dir, *refName)
+	st, err := baseimage.Stats(dir, refName)
 	if err != nil {
 		return err
 	}
