@@ -1,12 +1,36 @@
 package spec
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
 
 // Options are the inputs that vary between builds of the same source.
 type Options struct {
 	Profile  Profile
 	Revision string // git revision, recorded as a label
 	Created  string // RFC 3339 build time, recorded as a label
+}
+
+var hexRevision = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+
+// Validate rejects label values that would be written into the images
+// unchecked; both engines call it before building. Empty values are the
+// caller's to fill in (from git) or to leave empty on purpose.
+func (o Options) Validate() error {
+	if _, err := ParseProfile(string(o.Profile)); err != nil {
+		return err
+	}
+	if o.Revision != "" && !hexRevision.MatchString(o.Revision) {
+		return fmt.Errorf("revision %q is not a git commit id (7-64 lower-case hex digits): pass the output of `git rev-parse HEAD`", o.Revision)
+	}
+	if o.Created != "" {
+		if _, err := time.Parse(time.RFC3339, o.Created); err != nil {
+			return fmt.Errorf("created %q is not an RFC 3339 time (e.g. 2026-11-25T10:00:00Z): pass the output of `git log -1 --format=%%cI`", o.Created)
+		}
+	}
+	return nil
 }
 
 const (

@@ -42,10 +42,18 @@ const (
 	BaseNode     BaseKind = "node"
 	BaseNginx    BaseKind = "nginx"
 	BasePostgres BaseKind = "postgres"
+
+	// The Dagger path's tools: a Go toolchain that compiles kgci, and a
+	// Docker engine in which kgci runs the stack (docs/dagger.md says why).
+	BaseGo     BaseKind = "go"
+	BaseDocker BaseKind = "docker"
 )
 
-// BaseKinds lists every base a full pipeline run needs.
+// BaseKinds lists the bases the images and the test stack need.
 var BaseKinds = []BaseKind{BasePython, BaseNode, BaseNginx, BasePostgres}
+
+// ToolBaseKinds lists the bases only the Dagger path needs.
+var ToolBaseKinds = []BaseKind{BaseGo, BaseDocker}
 
 // Source is where a base image comes from. For the upstream profile Ref is
 // a registry reference; for the offline profile it is the name of an OCI
@@ -62,7 +70,7 @@ type Source struct {
 func Bases(p Profile) map[BaseKind]Source {
 	if p == Offline {
 		m := map[BaseKind]Source{}
-		for _, k := range BaseKinds {
+		for _, k := range append(append([]BaseKind{}, BaseKinds...), ToolBaseKinds...) {
 			m[k] = Source{Kind: k, Ref: string(k), Layout: true}
 		}
 		return m
@@ -74,6 +82,12 @@ func Bases(p Profile) map[BaseKind]Source {
 		// The seed names postgres:14-alpine; 14 reaches end of life in
 		// November 2026, so the ephemeral test database uses 16.
 		BasePostgres: {Kind: BasePostgres, Ref: "docker.io/library/postgres:16-alpine"},
+		// The go line of go.mod is below 1.26, so any 1.26 toolchain builds
+		// kgci; the Debian variant has git, which reads the commit time.
+		BaseGo: {Kind: BaseGo, Ref: "docker.io/library/golang:1.26-bookworm"},
+		// 27 keeps Docker's classic image store by default (29 switched to
+		// containerd's), so image IDs are config digests as kgci expects.
+		BaseDocker: {Kind: BaseDocker, Ref: "docker.io/library/docker:27-dind"},
 	}
 }
 

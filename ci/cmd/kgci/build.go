@@ -101,12 +101,10 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 	if ts == "" {
 		ts = buildGit(ctx, *repo, "log", "-1", "--format=%cI")
 	}
-	if ts != "" {
-		if _, err := time.Parse(time.RFC3339, ts); err != nil {
-			return fmt.Errorf("--created %q is not RFC 3339 (e.g. 2026-11-25T10:00:00Z)", ts)
-		}
-	}
 	opts := spec.Options{Profile: p, Revision: rev, Created: ts}
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	var imgs []spec.Image
 	for _, n := range strings.Split(*images, ",") {
 		img, err := spec.ByName(opts, strings.TrimSpace(n))

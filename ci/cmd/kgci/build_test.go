@@ -29,7 +29,7 @@ func TestBuildFlagErrors(t *testing.T) {
 	assert.ErrorContains(t, err, `unknown image "db"`)
 
 	err = runBuild(ctx, []string{"--created", "yesterday", "--budgets", "none"}, &out)
-	assert.ErrorContains(t, err, "is not RFC 3339")
+	assert.ErrorContains(t, err, "is not an RFC 3339 time")
 
 	// A malformed budgets file fails before any daemon is contacted.
 	bad := filepath.Join(t.TempDir(), "budgets.yaml")
