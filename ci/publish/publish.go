@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 )
 
 // Environment variables that carry registry credentials. They are read
@@ -48,6 +50,10 @@ type Options struct {
 	// credential helpers).
 	Auth     authn.Authenticator
 	Keychain authn.Keychain
+	// Tested are the images an end-to-end run checked (results.json's "images"). Push
+	// refuses a tarball whose digest is not the tested one. Nil pushes untested images,
+	// which callers allow only when asked to (kgci publish --untested).
+	Tested []report.Image
 }
 
 // Result is what results/publish.json holds.
@@ -63,7 +69,10 @@ type Result struct {
 type Pushed struct {
 	Name       string `json:"name"`       // backend or frontend
 	Repository string `json:"repository"` // registry/namespace/kidney_genetics_backend
-	Digest     string `json:"digest"`     // sha256:...
+	Digest     string `json:"digest"`     // sha256:..., as the registry reports it after the push
+	// TestedDigest is the manifest digest of the image the end-to-end checks ran
+	// against; empty for an untested push. Push fails unless it equals Digest.
+	TestedDigest string `json:"tested_digest,omitempty"`
 	// Pinned is repository@digest: the reference to deploy, immune to a
 	// tag being moved later.
 	Pinned string   `json:"pinned"`
@@ -164,6 +173,31 @@ func LoadImage(path string) (v1.Image, error) {
 	return img, nil
 }
 
+// Tarball describes an image tarball as a push of it will store it.
+type Tarball struct {
+	Path         string
+	Digest       string // manifest digest
+	ConfigDigest string // Docker's image ID
+}
+
+// DescribeTarball reads the digests of an image tarball with the code Push uses, so
+// a tested digest and a pushed one are comparable.
+func DescribeTarball(path string) (Tarball, error) {
+	img, err := LoadImage(path)
+	if err != nil {
+		return Tarball{}, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return Tarball{}, fmt.Errorf("%s: manifest digest: %w", path, err)
+	}
+	c, err := img.ConfigName()
+	if err != nil {
+		return Tarball{}, fmt.Errorf("%s: config digest: %w", path, err)
+	}
+	return Tarball{Path: path, Digest: d.String(), ConfigDigest: c.String()}, nil
+}
+
 // RevisionLabel is where the build records the commit it built.
 const RevisionLabel = "org.opencontainers.image.revision"
 
@@ -185,6 +219,11 @@ func Push(ctx context.Context, o Options) (*Result, error) {
 		}
 		if err := checkRevision(imgs[i], n, o.Revision); err != nil {
 			return nil, err
+		}
+		if o.Tested != nil {
+			if err := checkTested(imgs[i], n, o.Tested); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -209,17 +248,19 @@ func Push(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, explain(err, o.Registry, o.Insecure)
 		}
+		if o.Tested != nil {
+			p.TestedDigest = testedDigest(o.Tested, n)
+			if p.TestedDigest != p.Digest {
+				return nil, fmt.Errorf("%s: the registry stored %s, but the tested image is %s: the push did not preserve the tested bytes", n, p.Digest, p.TestedDigest)
+			}
+		}
 		res.Images = append(res.Images, p)
 	}
 	return res, nil
 }
 
 func pushOne(img v1.Image, imgName, repo string, tags []string, nameOpts []name.Option, remoteOpts []remote.Option) (Pushed, error) {
-	digest, err := img.Digest()
-	if err != nil {
-		return Pushed{}, fmt.Errorf("%s: compute digest: %w", imgName, err)
-	}
-	p := Pushed{Name: imgName, Repository: repo, Digest: digest.String(), Pinned: repo + "@" + digest.String()}
+	p := Pushed{Name: imgName, Repository: repo}
 	for i, t := range tags {
 		ref, err := name.NewTag(repo+":"+t, nameOpts...)
 		if err != nil {
@@ -235,9 +276,44 @@ func pushOne(img v1.Image, imgName, repo string, tags []string, nameOpts []name.
 		if err != nil {
 			return Pushed{}, fmt.Errorf("push %s: %w", ref, err)
 		}
-		p.Tags = append(p.Tags, TagRef{Tag: t, Ref: ref.String(), Pinned: ref.String() + "@" + digest.String()})
+		// What the registry now serves under the tag, not what we computed.
+		desc, err := remote.Head(ref, remoteOpts...)
+		if err != nil {
+			return Pushed{}, fmt.Errorf("read back %s: %w", ref, err)
+		}
+		if i == 0 {
+			p.Digest, p.Pinned = desc.Digest.String(), repo+"@"+desc.Digest.String()
+		} else if desc.Digest.String() != p.Digest {
+			return Pushed{}, fmt.Errorf("%s: tag %s names %s, tag %s names %s", imgName, t, desc.Digest, tags[0], p.Digest)
+		}
+		p.Tags = append(p.Tags, TagRef{Tag: t, Ref: ref.String(), Pinned: ref.String() + "@" + desc.Digest.String()})
 	}
 	return p, nil
+}
+
+// checkTested refuses to push an image that is not the one the checks ran against.
+func checkTested(img v1.Image, imgName string, tested []report.Image) error {
+	want := testedDigest(tested, imgName)
+	if want == "" {
+		return fmt.Errorf("%s: the test results name no tested %s image with a digest: run `kgci test-e2e --images DIR` on these tarballs first, or pass --untested", imgName, imgName)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("%s: compute digest: %w", imgName, err)
+	}
+	if d.String() != want {
+		return fmt.Errorf("%s: this tarball is %s, but the end-to-end checks ran against %s: publish the tarballs that were tested (or test these)", imgName, d, want)
+	}
+	return nil
+}
+
+func testedDigest(tested []report.Image, service string) string {
+	for _, t := range tested {
+		if t.Service == service {
+			return t.Digest
+		}
+	}
+	return ""
 }
 
 // checkRevision refuses to tag an image with a commit it was not built
@@ -291,15 +367,27 @@ func Markdown(r *Result) string {
 		fmt.Fprintf(&b, ", version `%s`", r.Version)
 	}
 	b.WriteString(". Deploy by digest: a tag can be moved, a digest cannot.\n\n")
-	b.WriteString("| Image | Tag | Pinned reference |\n|---|---|---|\n")
+	b.WriteString("| Image | Tested digest | Pushed digest | Tags |\n|---|---|---|---|\n")
 	for _, p := range r.Images {
-		for _, t := range p.Tags {
-			fmt.Fprintf(&b, "| %s | `%s` | `%s` |\n", p.Name, t.Tag, t.Pinned)
+		tested := "`" + p.TestedDigest + "`"
+		switch {
+		case p.TestedDigest == "":
+			tested = "⚠️ untested (--untested)"
+		case p.TestedDigest == p.Digest:
+			tested += " ✅ equal"
 		}
+		var tags []string
+		for _, t := range p.Tags {
+			tags = append(tags, "`"+t.Tag+"`")
+		}
+		fmt.Fprintf(&b, "| %s | %s | `%s` | %s |\n", p.Name, tested, p.Digest, strings.Join(tags, ", "))
 	}
 	b.WriteString("\n```\n")
 	for _, p := range r.Images {
 		fmt.Fprintf(&b, "%s\n", p.Pinned)
+		for _, t := range p.Tags {
+			fmt.Fprintf(&b, "%s\n", t.Pinned)
+		}
 	}
 	b.WriteString("```\n")
 	return b.String()

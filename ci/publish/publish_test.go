@@ -13,9 +13,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/publishtest"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 )
 
 const testRevision = "0123456789abcdef0123456789abcdef01234567"
@@ -256,4 +258,56 @@ func TestRepository(t *testing.T) {
 			t.Errorf("Repository%v = %s, want %s", c[:4], got, c[4])
 		}
 	}
+}
+
+// A push names the tested digests next to the pushed ones, and refuses a tarball that
+// is not the one the end-to-end run tested, before anything is uploaded.
+func TestPushRequiresTheTestedImages(t *testing.T) {
+	dir := t.TempDir()
+	local := writeArchives(t, dir)
+	tested := []report.Image{}
+	for _, n := range ImageNames {
+		d, _ := local[n].Digest()
+		tested = append(tested, report.Image{Service: n, Digest: d.String()})
+	}
+	host, requests := publishtest.StartRegistry(t, "", "")
+	opts := Options{ImagesDir: dir, Registry: host, Revision: testRevision, Insecure: true, Keychain: authn.NewMultiKeychain(), Tested: tested}
+	res, err := Push(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range res.Images {
+		if p.TestedDigest != tested[i].Digest || p.Digest != p.TestedDigest {
+			t.Errorf("%s: tested %s pushed %s, want both %s", p.Name, p.TestedDigest, p.Digest, tested[i].Digest)
+		}
+	}
+
+	before := requests.Load()
+	for _, tc := range []struct {
+		name   string
+		tested []report.Image
+		want   string
+	}{
+		{"other bytes", []report.Image{{Service: "backend", Digest: "sha256:" + strings.Repeat("0", 64)}, tested[1]}, "the end-to-end checks ran against sha256:000"},
+		{"frontend untested", tested[:1], "no tested frontend image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := opts
+			o.Tested = tc.tested
+			if _, err := Push(context.Background(), o); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if n := requests.Load() - before; n != 0 {
+		t.Errorf("refused pushes still sent %d requests", n)
+	}
+	md := Markdown(res)
+	if !strings.Contains(md, "✅ equal") || !strings.Contains(md, res.Images[0].Digest) {
+		t.Errorf("publish.md does not show tested = pushed:\n%s", md)
+	}
+}
+
+func writeArchives(t *testing.T, dir string) map[string]v1.Image {
+	return publishtest.WriteArchives(t, dir, testRevision, ImageNames...)
 }

@@ -28,7 +28,7 @@ const SchemaVersion = "kgci.e2e.results/v1"
 // Run is one invocation of kgci test-e2e or kgci check.
 type Run struct {
 	Command  string // "test-e2e" or "check"
-	Runtime  string // "docker" or "dagger"
+	Runtime  string // "docker" (also under Dagger, which runs kgci on its own Docker engine)
 	Profile  string // "offline", "upstream", or empty
 	RunID    string
 	Started  time.Time
@@ -37,6 +37,19 @@ type Run struct {
 	// Logs are files written next to the reports (results/logs/<service>.log), relative
 	// to the results directory.
 	Logs []string
+	// Images are the images the checks ran against, in service order.
+	Images []Image
+}
+
+// Image is one image under test. Digest is the manifest digest a push of Tarball yields
+// (ci/publish computes both the same way), so `kgci publish` can prove it pushes exactly
+// what was tested; ID is Docker's image ID (the config digest) of what ran.
+type Image struct {
+	Service string `json:"service"`
+	Ref     string `json:"ref"`
+	ID      string `json:"id"`
+	Digest  string `json:"digest,omitempty"`
+	Tarball string `json:"tarball,omitempty"`
 }
 
 // Counts of each status.
@@ -65,7 +78,7 @@ func (r *Run) Passed() bool {
 //	{
 //	  "schema":      "kgci.e2e.results/v1",
 //	  "command":     "test-e2e" | "check",
-//	  "runtime":     "docker" | "dagger",
+//	  "runtime":     "docker",
 //	  "profile":     "offline" | "upstream" | "",
 //	  "run_id":      string,              // kgci-<run_id>-* were the run's Docker resources
 //	  "started":     RFC 3339 timestamp,
@@ -82,7 +95,13 @@ func (r *Run) Passed() bool {
 //	      "details":     string    // optional evidence (command output, log tail)
 //	    }
 //	  ],
-//	  "logs": ["logs/backend.log", ...]   // optional, relative to the results directory
+//	  "logs": ["logs/backend.log", ...],  // optional, relative to the results directory
+//	  "images": [                         // what the checks ran against
+//	    {"service": "backend", "ref": "kidney_genetics_backend:latest",
+//	     "id": "sha256:...",               // Docker image ID (config digest)
+//	     "digest": "sha256:...",           // manifest digest a push of the tarball yields; optional
+//	     "tarball": "/path/backend.tar"}   // optional: the file that was loaded
+//	  ]
 //	}
 type jsonDoc struct {
 	Schema     string      `json:"schema"`
@@ -96,6 +115,7 @@ type jsonDoc struct {
 	Counts     jsonCounts  `json:"counts"`
 	Checks     []jsonCheck `json:"checks"`
 	Logs       []string    `json:"logs,omitempty"`
+	Images     []Image     `json:"images,omitempty"`
 }
 
 type jsonCounts struct {
@@ -120,6 +140,7 @@ func JSON(r *Run) ([]byte, error) {
 		Schema: SchemaVersion, Command: r.Command, Runtime: r.Runtime, Profile: r.Profile, RunID: r.RunID,
 		Started: r.Started.UTC().Format(time.RFC3339), DurationMS: r.Duration.Milliseconds(),
 		Passed: r.Passed(), Counts: jsonCounts{p, f, s}, Logs: r.Logs, Checks: []jsonCheck{},
+		Images: r.Images,
 	}
 	for _, x := range r.Results {
 		d.Checks = append(d.Checks, jsonCheck{
@@ -271,6 +292,16 @@ func Markdown(r *Run, logTail func(service string) string) []byte {
 			fmt.Fprintf(&b, "\n<details open><summary>Evidence for <code>%s</code></summary>\n\n%s\n\n</details>\n", first.Name, fence(ev))
 		}
 	}
+	if len(r.Images) > 0 {
+		b.WriteString("\n| Tested image | Image ID | Manifest digest |\n|---|---|---|\n")
+		for _, im := range r.Images {
+			d := im.Digest
+			if d == "" {
+				d = "(not from a tarball)"
+			}
+			fmt.Fprintf(&b, "| %s `%s` | `%s` | `%s` |\n", im.Service, mdCell(im.Ref), im.ID, d)
+		}
+	}
 	if len(r.Logs) > 0 {
 		sorted := append([]string(nil), r.Logs...)
 		sort.Strings(sorted)
@@ -332,6 +363,31 @@ func fence(s string) string {
 	}
 	f := strings.Repeat("`", max(3, longest+1))
 	return f + "text\n" + s + "\n" + f
+}
+
+// Summary is what another step needs of a written results.json.
+type Summary struct {
+	Schema  string  `json:"schema"`
+	Profile string  `json:"profile"`
+	RunID   string  `json:"run_id"`
+	Passed  bool    `json:"passed"`
+	Images  []Image `json:"images"`
+}
+
+// ReadSummary reads results.json from dir.
+func ReadSummary(dir string) (*Summary, error) {
+	b, err := os.ReadFile(filepath.Join(dir, JSONFile))
+	if err != nil {
+		return nil, err
+	}
+	var s Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, JSONFile), err)
+	}
+	if s.Schema != SchemaVersion {
+		return nil, fmt.Errorf("%s: schema %q, want %q", filepath.Join(dir, JSONFile), s.Schema, SchemaVersion)
+	}
+	return &s, nil
 }
 
 // Write writes the three reports into dir and returns their paths.

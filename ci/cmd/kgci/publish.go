@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 )
 
 const publishSummary = "Push the built images (results/images/*.tar) to an OCI registry, tagged by version and revision"
@@ -36,6 +37,8 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	version := fs.String("version", "", "release version to tag, e.g. v1.2.3 or refs/tags/v1.2.3 (tagged 1.2.3)")
 	latest := fs.Bool("latest", false, "also move the 'latest' tag")
 	insecure := fs.Bool("insecure", false, "plain HTTP: for a local test registry only")
+	tested := fs.String("tested", "", "results directory of the end-to-end run that tested these tarballs (default: --results); the push is refused unless that run passed and tested exactly these images")
+	untested := fs.Bool("untested", false, "push without proof that these tarballs passed `kgci test-e2e --images`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,6 +50,21 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	if err != nil {
 		return err
 	}
+	var testedImages []report.Image
+	if !*untested {
+		dir := *tested
+		if dir == "" {
+			dir = *results
+		}
+		sum, err := report.ReadSummary(dir)
+		if err != nil {
+			return fmt.Errorf("no end-to-end results to prove these images were tested (%v): run `kgci test-e2e --images %s --results %s` first, or pass --untested", err, *images, dir)
+		}
+		if !sum.Passed {
+			return fmt.Errorf("the end-to-end run in %s failed (see its summary.md): not publishing", dir)
+		}
+		testedImages = sum.Images
+	}
 	rev := *revision
 	if rev == "" {
 		if rev, err = defaultRevision(ctx, filepath.Join(*images, publish.ImageNames[0]+".tar")); err != nil {
@@ -56,6 +74,7 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	res, err := publish.Push(ctx, publish.Options{
 		ImagesDir: *images, Registry: *registry, Namespace: *namespace, Prefix: *prefix,
 		Revision: rev, Version: *version, Latest: *latest, Insecure: *insecure, Auth: auth,
+		Tested: testedImages,
 	})
 	if err != nil {
 		return err
@@ -64,7 +83,11 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 		return fmt.Errorf("write results: %w", err)
 	}
 	for _, p := range res.Images {
-		fmt.Fprintf(stdout, "%-8s %s (tags: %s)\n", p.Name, p.Pinned, strings.Join(res.Tags, ", "))
+		tested := "untested"
+		if p.TestedDigest != "" {
+			tested = "tested digest, equal"
+		}
+		fmt.Fprintf(stdout, "%-8s %s (tags: %s; %s)\n", p.Name, p.Pinned, strings.Join(res.Tags, ", "), tested)
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s\n", filepath.Join(*results, "publish.json"), filepath.Join(*results, "publish.md"))
 	return nil

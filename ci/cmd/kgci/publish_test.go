@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/publishtest"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 )
 
 // The password must not reach stdout, the error (which main prints to
@@ -28,7 +31,7 @@ func TestPublishNeverShowsThePassword(t *testing.T) {
 		var out bytes.Buffer
 		err := runPublish(context.Background(), []string{
 			"--images", images, "--results", results, "--registry", host, "--namespace", "kg",
-			"--version", "v0.3.0", "--insecure",
+			"--version", "v0.3.0", "--insecure", "--untested",
 		}, &out, func(k string) string { return env[k] })
 		return out.String(), err
 	}
@@ -76,5 +79,61 @@ func TestPublishRefusesHalfSetCredentials(t *testing.T) {
 	err := runPublish(context.Background(), []string{"--images", t.TempDir()}, &bytes.Buffer{}, func(k string) string { return env[k] })
 	if err == nil || !strings.Contains(err.Error(), publish.EnvPassword) {
 		t.Fatalf("err = %v, want one naming %s", err, publish.EnvPassword)
+	}
+}
+
+// Without proof of a passing end-to-end run on these very tarballs, nothing is pushed.
+func TestPublishNeedsATestedPassingRun(t *testing.T) {
+	const rev = "89abcdef0123456789abcdef0123456789abcdef"
+	images, results := t.TempDir(), t.TempDir()
+	local := publishtest.WriteArchives(t, images, rev, publish.ImageNames...)
+	host, requests := publishtest.StartRegistry(t, "", "")
+	run := func(extra ...string) (string, error) {
+		var out bytes.Buffer
+		args := append([]string{"--images", images, "--results", results, "--registry", host, "--namespace", "kg", "--insecure"}, extra...)
+		err := runPublish(context.Background(), args, &out, func(string) string { return "" })
+		return out.String(), err
+	}
+	writeRun := func(passed bool, digests map[string]string) {
+		t.Helper()
+		run := &report.Run{Command: "test-e2e", Profile: "offline", RunID: "r1", Started: time.Now()}
+		if !passed {
+			run.Results = []checks.Result{{Name: "gzip.static", Group: "gzip", Status: checks.Fail}}
+		}
+		for _, n := range publish.ImageNames {
+			run.Images = append(run.Images, report.Image{Service: n, Ref: "kidney_genetics_" + n + ":latest", ID: "sha256:x", Digest: digests[n]})
+		}
+		if _, err := report.Write(results, run, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digests := map[string]string{}
+	for n, img := range local {
+		d, _ := img.Digest()
+		digests[n] = d.String()
+	}
+
+	if _, err := run(); err == nil || !strings.Contains(err.Error(), "no end-to-end results") || !strings.Contains(err.Error(), "--untested") {
+		t.Errorf("no results.json: err = %v", err)
+	}
+	writeRun(false, digests)
+	if _, err := run(); err == nil || !strings.Contains(err.Error(), "failed") {
+		t.Errorf("failed run: err = %v", err)
+	}
+	other := map[string]string{"backend": digests["backend"], "frontend": "sha256:" + strings.Repeat("1", 64)}
+	writeRun(true, other)
+	if _, err := run(); err == nil || !strings.Contains(err.Error(), "frontend: this tarball is") {
+		t.Errorf("other frontend tested: err = %v", err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("refused publishes sent %d requests to the registry", n)
+	}
+	writeRun(true, digests)
+	out, err := run()
+	if err != nil {
+		t.Fatalf("tested run: %v", err)
+	}
+	if !strings.Contains(out, "tested digest, equal") {
+		t.Errorf("stdout does not say the pushed digest is the tested one:\n%s", out)
 	}
 }

@@ -5,6 +5,7 @@ package publishtest
 import (
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -64,9 +65,20 @@ func WriteArchives(t testing.TB, dir, revision string, names ...string) map[stri
 // user, every request needs those basic credentials, as on ghcr.io.
 func StartRegistry(t testing.TB, user, pass string) (host string, requests *atomic.Int64) {
 	t.Helper()
+	return StartRegistryOn(t, "127.0.0.1:0", user, pass)
+}
+
+// StartRegistryOn is StartRegistry listening on addr (e.g. a bridge's gateway, so that
+// containers reach it).
+func StartRegistryOn(t testing.TB, addr, user, pass string) (host string, requests *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("registry: listen on %s: %v", addr, err)
+	}
 	requests = &atomic.Int64{}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		if user != "" {
 			u, p, ok := r.BasicAuth()
@@ -80,6 +92,9 @@ func StartRegistry(t testing.TB, user, pass string) (host string, requests *atom
 		}
 		reg.ServeHTTP(w, r)
 	}))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://"), requests
 }
