@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a machine with BuildKit and Docker but no Dagger: start the
 # engines (if not running), make the offline base images (cached), build both
-# images with BuildKit, load them into Docker, run test-e2e, leave the results
-# in results/. Engines this script started are stopped when it ends, however
+# images with BuildKit, load the tarballs into Docker and run test-e2e on them,
+# leave the results (and the tested tarballs, results/images/) in results/. Engines this script started are stopped when it ends, however
 # it ends; engines that were already running are left alone.
 #
 #   bash scripts/pipeline.sh [--profile offline|upstream] [--results DIR]
@@ -44,9 +44,12 @@ if [ "$profile" = offline ]; then
 fi
 phase "build kgci" go build -o bin/kgci ./ci/cmd/kgci
 mkdir -p "$results"
-# Each --load re-tags kidney_genetics_*:latest and leaves the previous images
+# Each run re-tags kidney_genetics_*:latest and leaves the previous images
 # dangling; in this private engine (its data root is under KGCI_CACHE) they
 # would pile up run after run.
 phase "prune dangling images" docker image prune -f
-phase "build images ($profile)" bin/kgci build --profile "$profile" --out "$results/images" --load
-phase "test-e2e ($profile)" bin/kgci test-e2e --profile "$profile" --results "$results"
+phase "build images ($profile)" bin/kgci build --profile "$profile" --out "$results/images"
+# The tarballs themselves are loaded and tested, and their digests recorded:
+# `kgci publish` pushes only tarballs a passing run tested. The Dagger path
+# runs this same command (ci/daggerrun.TestArgs; a test compares the two).
+phase "test-e2e ($profile)" bin/kgci test-e2e --profile "$profile" --images "$results/images" --results "$results"

@@ -18,6 +18,7 @@ import (
 	"github.com/kidney-genetics/kidney-genetics-db/ci/baseimage"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
@@ -34,6 +35,10 @@ type Config struct {
 	ComposeFile string // docker-compose.prod.yml
 	BudgetFile  string // budgets.yaml; empty skips size.budgets
 	BuildJSON   string // kgci build's report; default ResultsDir/build.json
+	// ImagesDir holds backend.tar and frontend.tar (and optionally postgres.tar): they
+	// are loaded and tagged before the run, and their digests recorded as the tested
+	// images, which `kgci publish` later requires. Empty: use the images already loaded.
+	ImagesDir string
 	// BaseCache is $KGCI_CACHE (offline bases under base/<name>).
 	BaseCache string
 	Checks    []string // names or groups; all when empty
@@ -150,6 +155,65 @@ func EnsureImages(ctx context.Context, c *Config, refs map[string]string) error 
 	return nil
 }
 
+// Tarballs is the order LoadImages reads an images directory in; postgres.tar is optional.
+var Tarballs = []string{dockerstack.Backend, dockerstack.Frontend, dockerstack.Postgres}
+
+// LoadImages loads dir/<service>.tar into the engine and tags it as refs[service]; an
+// image the engine already has (same image ID) is only tagged. It returns the app
+// images with the digests a push of the same tarballs yields (ci/publish computes
+// both), so the results can prove what a later publish pushes.
+func LoadImages(ctx context.Context, d *dockerstack.Docker, dir string, refs map[string]string, out io.Writer) ([]report.Image, error) {
+	var tested []report.Image
+	for _, svc := range Tarballs {
+		path := filepath.Join(dir, svc+".tar")
+		if _, err := os.Stat(path); err != nil {
+			if svc == dockerstack.Postgres {
+				continue
+			}
+			return nil, fmt.Errorf("--images %s: %v: it must hold backend.tar and frontend.tar from `kgci build --out %s` (postgres.tar is optional)", dir, err, dir)
+		}
+		tb, err := publish.DescribeTarball(path)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := d.InspectImage(ctx, tb.ConfigDigest); err != nil {
+			t0 := time.Now()
+			if _, err := d.Run(ctx, "load", "-q", "-i", path); err != nil {
+				return nil, fmt.Errorf("docker load %s: %w", path, err)
+			}
+			fmt.Fprintf(out, "loaded %s (%s) in %.1fs\n", path, short(tb.ConfigDigest), time.Since(t0).Seconds())
+		}
+		if _, err := d.Run(ctx, "tag", tb.ConfigDigest, refs[svc]); err != nil {
+			return nil, err
+		}
+		if svc != dockerstack.Postgres {
+			tested = append(tested, report.Image{Service: svc, Ref: refs[svc], ID: tb.ConfigDigest, Digest: tb.Digest, Tarball: path})
+		}
+	}
+	return tested, nil
+}
+
+// loadedImages records images that were loaded beforehand (kgci build --load): their
+// IDs are known, their push digests are not.
+func loadedImages(ctx context.Context, d *dockerstack.Docker, refs map[string]string) ([]report.Image, error) {
+	var out []report.Image
+	for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
+		img, err := d.InspectImage(ctx, refs[svc])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, report.Image{Service: svc, Ref: refs[svc], ID: img.ID})
+	}
+	return out, nil
+}
+
+func short(digest string) string {
+	if len(digest) > 19 {
+		return digest[:19]
+	}
+	return digest
+}
+
 // Run executes the suite. A returned error means the suite could not run at all (no engine,
 // no images); check failures are in Result.Report. Whatever happens, everything the run
 // created is removed before Run returns (unless KeepOnFailure and something failed), also
@@ -171,8 +235,19 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		return nil, err
 	}
 	refs := ImageRefs(c.Profile, c.Tag)
+	var tested []report.Image
+	if c.ImagesDir != "" {
+		if tested, err = LoadImages(ctx, c.Docker, c.ImagesDir, refs, c.Out); err != nil {
+			return nil, err
+		}
+	}
 	if err := EnsureImages(ctx, &c, refs); err != nil {
 		return nil, err
+	}
+	if tested == nil {
+		if tested, err = loadedImages(ctx, c.Docker, refs); err != nil {
+			return nil, err
+		}
 	}
 	for k, v := range c.Images {
 		refs[k] = v
@@ -187,7 +262,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	defer env.Close()
 	env.Prefetch(list)
 
-	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0}}
+	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0, Images: tested}}
 	fmt.Fprintf(c.Out, "run %s: starting postgres -> backend -> frontend (resources kgci-%s-*)\n", c.RunID, c.RunID)
 	stack, upErr := dockerstack.Up(ctx, dockerstack.Options{
 		Docker: c.Docker, Compose: compose, RunID: c.RunID, Images: refs,

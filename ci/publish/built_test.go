@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/publishtest"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 )
 
 // TestPublishBuiltImages pushes the tarballs the real pipeline wrote
@@ -51,6 +52,15 @@ func TestPublishBuiltImages(t *testing.T) {
 		t.Fatalf("built images carry no usable %s label: %q", RevisionLabel, revision)
 	}
 
+	// The pipeline's end-to-end run tested these tarballs and recorded their digests.
+	tested, err := report.ReadSummary(filepath.Dir(filepath.Clean(dir)))
+	if err != nil {
+		t.Fatalf("KGCI_E2E=1 but no results.json next to %s (scripts/pipeline.sh runs test-e2e --images): %v", dir, err)
+	}
+	if !tested.Passed {
+		t.Fatalf("the pipeline's end-to-end run failed; nothing to publish")
+	}
+
 	host, _ := publishtest.StartRegistry(t, "ci", "not-a-real-secret")
 	t.Setenv("KGCI_REGISTRY_USERNAME", "ci")
 	t.Setenv("KGCI_REGISTRY_PASSWORD", "not-a-real-secret")
@@ -62,6 +72,7 @@ func TestPublishBuiltImages(t *testing.T) {
 	res, err := Push(context.Background(), Options{
 		ImagesDir: dir, Registry: host, Namespace: "kidney-genetics",
 		Revision: revision, Version: "v0.0.0-ci", Insecure: true, Auth: envAuth,
+		Tested: tested.Images,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +81,10 @@ func TestPublishBuiltImages(t *testing.T) {
 	for _, p := range res.Images {
 		if p.Digest != local[p.Name] {
 			t.Errorf("%s: pushed digest %s, local tarball %s", p.Name, p.Digest, local[p.Name])
+		}
+		// The proof publish.md shows: the registry's digest is the tested one.
+		if p.TestedDigest == "" || p.TestedDigest != p.Digest {
+			t.Errorf("%s: tested digest %q, pushed %s", p.Name, p.TestedDigest, p.Digest)
 		}
 		ref, err := name.ParseReference(p.Pinned, name.Insecure)
 		if err != nil {

@@ -25,11 +25,12 @@ const reproduceSummary = "Rerun what CI ran for a commit, in a temporary git wor
 const workflowPath = ".github/workflows/ci.yml"
 
 // localEquivalent maps a Dagger function to the kgci commands that do the
-// same work against BuildKit and Docker directly. test-e2e needs the images
-// loaded into Docker, so it starts with a build.
+// same work against BuildKit and Docker directly: the Dagger module runs
+// these very commands (ci/daggerrun), so test-e-2-e is a build into
+// results/images and test-e2e on those tarballs, as scripts/pipeline.sh.
 var localEquivalent = map[string][][]string{
-	"build":      {{"build", "--load"}},
-	"test-e-2-e": {{"build", "--load"}, {"test-e2e"}},
+	"build":      {{"build", "--out", "results/images"}},
+	"test-e-2-e": {{"build", "--out", "results/images"}, {"test-e2e", "--images", "results/images", "--results", "results"}},
 }
 
 func init() {

@@ -219,8 +219,8 @@ func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
 			got = append(got, s.Argv)
 		}
 		want = [][]string{
-			{"go", "run", "./ci/cmd/kgci", "build", "--load", "--profile", c.profile},
-			{"go", "run", "./ci/cmd/kgci", "test-e2e", "--profile", c.profile},
+			{"go", "run", "./ci/cmd/kgci", "build", "--out", "results/images", "--profile", c.profile},
+			{"go", "run", "./ci/cmd/kgci", "test-e2e", "--images", "results/images", "--results", "results", "--profile", c.profile},
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("local plan at %s: %q\nwant %q", c.profile, got, want)
@@ -266,7 +266,7 @@ func TestReproduceLocalPrintsFirstFailureAndCleansUp(t *testing.T) {
 		t.Fatalf("err = %v, want the failing test-e2e step\n%s\n%s", err, out.String(), errOut.String())
 	}
 	calls, _ := os.ReadFile(logf)
-	if string(calls) != "build --load --profile offline\ntest-e2e --profile offline\n" {
+	if string(calls) != "build --out results/images --profile offline\ntest-e2e --images results/images --results results --profile offline\n" {
 		t.Errorf("kgci calls:\n%s", calls)
 	}
 	o := out.String()
@@ -457,7 +457,7 @@ func TestPlanProfileOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(r.Steps[1].Argv, " "); got != "go run ./ci/cmd/kgci test-e2e --profile offline" {
+	if got := strings.Join(r.Steps[1].Argv, " "); got != "go run ./ci/cmd/kgci test-e2e --images results/images --results results --profile offline" {
 		t.Errorf("overridden local call: %s", got)
 	}
 	if _, err := plan(wt, upstream, "local", "airgapped"); err == nil || !strings.Contains(err.Error(), `unknown profile "airgapped"`) {
