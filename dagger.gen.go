@@ -97,25 +97,21 @@ func (r *KidneyGenetics) UnmarshalJSON(bs []byte) error {
 
 func (r Images) MarshalJSON() ([]byte, error) {
 	var concrete struct {
-		Backend  *dagger.Container
-		Frontend *dagger.Container
+		Pipeline *KidneyGenetics
 	}
-	concrete.Backend = r.Backend
-	concrete.Frontend = r.Frontend
+	concrete.Pipeline = r.Pipeline
 	return json.Marshal(&concrete)
 }
 
 func (r *Images) UnmarshalJSON(bs []byte) error {
 	var concrete struct {
-		Backend  *dagger.Container
-		Frontend *dagger.Container
+		Pipeline *KidneyGenetics
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
 		return err
 	}
-	r.Backend = concrete.Backend
-	r.Frontend = concrete.Frontend
+	r.Pipeline = concrete.Pipeline
 	return nil
 }
 
@@ -236,6 +232,32 @@ func dispatch(ctx context.Context) (rerr error) {
 func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName string, inputArgs map[string][]byte) (_ any, err error) {
 	_ = inputArgs
 	switch parentName {
+	case "Images":
+		switch fnName {
+		case "Backend":
+			var parent Images
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*Images).Backend(&parent, ctx)
+		case "Frontend":
+			var parent Images
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*Images).Frontend(&parent, ctx)
+		case "Tarballs":
+			var parent Images
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*Images).Tarballs(&parent, ctx)
+		default:
+			return nil, fmt.Errorf("unknown function %s", fnName)
+		}
 	case "KidneyGenetics":
 		switch fnName {
 		case "Build":
@@ -244,7 +266,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 			if err != nil {
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
-			return (*KidneyGenetics).Build(&parent, ctx)
+			return (*KidneyGenetics).Build(&parent), nil
+		case "Kgci":
+			var parent KidneyGenetics
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*KidneyGenetics).Kgci(&parent, ctx)
 		case "Publish":
 			var parent KidneyGenetics
 			err = json.Unmarshal(parentJSON, &parent)
@@ -272,14 +301,42 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
 				}
 			}
-			var tags []string
-			if inputArgs["tags"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["tags"]), &tags)
+			var version string
+			if inputArgs["version"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["version"]), &version)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg tags", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg version", err))
 				}
 			}
-			return (*KidneyGenetics).Publish(&parent, ctx, registry, username, password, tags)
+			var latest bool
+			if inputArgs["latest"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["latest"]), &latest)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg latest", err))
+				}
+			}
+			var insecure bool
+			if inputArgs["insecure"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["insecure"]), &insecure)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg insecure", err))
+				}
+			}
+			var allowFailure bool
+			if inputArgs["allowFailure"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["allowFailure"]), &allowFailure)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg allowFailure", err))
+				}
+			}
+			var runId string
+			if inputArgs["runId"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["runId"]), &runId)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg runId", err))
+				}
+			}
+			return (*KidneyGenetics).Publish(&parent, ctx, registry, username, password, version, latest, insecure, allowFailure, runId)
 		case "TestE2e":
 			var parent KidneyGenetics
 			err = json.Unmarshal(parentJSON, &parent)
@@ -293,13 +350,6 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg allowFailure", err))
 				}
 			}
-			var checker *dagger.Container
-			if inputArgs["checker"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["checker"]), &checker)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg checker", err))
-				}
-			}
 			var runId string
 			if inputArgs["runId"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["runId"]), &runId)
@@ -307,7 +357,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg runId", err))
 				}
 			}
-			return (*KidneyGenetics).TestE2e(&parent, ctx, allowFailure, checker, runId)
+			return (*KidneyGenetics).TestE2e(&parent, ctx, allowFailure, runId)
 		case "":
 			var parent KidneyGenetics
 			err = json.Unmarshal(parentJSON, &parent)
@@ -319,6 +369,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
+				}
+			}
+			var git *dagger.GitRef
+			if inputArgs["git"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["git"]), &git)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg git", err))
 				}
 			}
 			var profile string
@@ -356,7 +413,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg created", err))
 				}
 			}
-			return New(source, profile, bases, hostCa, revision, created)
+			return New(ctx, source, git, profile, bases, hostCa, revision, created)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

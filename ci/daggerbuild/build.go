@@ -1,17 +1,21 @@
 // Package daggerbuild turns the image description in ci/spec into Dagger
 // container calls, using the published dagger.io/dagger types so that the
 // same code serves the Dagger module (main.go at the repository root) and
-// any program that connects to an engine itself.
+// the engine-free tests of ci/daggertest.
+//
+// An image is built in two parts: the stages, translated op by op, and
+// the runtime configuration, which `kgci finalize` writes into the
+// exported tarball with the code `kgci build` uses (ci/imageconfig),
+// because Dagger's container API cannot set HEALTHCHECK or STOPSIGNAL.
+// The tarball is what the pipeline tests and publishes.
 //
 // Everything here is lazy: it only builds a call chain. Nothing reaches the
-// engine until a caller asks for a value (Sync, ID, Publish, Export).
+// engine until a caller asks for a value (Sync, ID, Export, Contents).
 package daggerbuild
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"dagger.io/dagger"
@@ -20,66 +24,127 @@ import (
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
-// Labels that carry what Dagger's container API cannot express. Dagger has
-// no HEALTHCHECK or STOPSIGNAL setter (dagger.io/dagger v0.20.0), so the
-// images built here record them as labels; docs/dagger.md says how to get
-// them back when running the image under Docker or compose.
-const (
-	HealthcheckLabel = "org.kidney-genetics.healthcheck"
-	StopSignalLabel  = "org.kidney-genetics.stopsignal"
-)
-
 // Inputs are the things a build reads besides the description.
 type Inputs struct {
 	// Source is the repository root.
 	Source *dagger.Directory
-	// Bases holds one OCI image layout tarball per base kind
-	// (python.tar, node.tar, nginx.tar, postgres.tar); only the offline
-	// profile reads it. docs/dagger.md shows how to make them.
+	// Bases holds one image tarball per base kind (python.tar, ...,
+	// go.tar, docker.tar); only the offline profile reads it.
+	// docs/dagger.md shows how to make them.
 	Bases *dagger.Directory
 	// HostCA is the CA bundle that Run steps with HostCA mount; only the
 	// offline profile has such steps.
 	HostCA *dagger.Secret
 }
 
+// Image is one built image.
+type Image struct {
+	Name string
+	// Tarball is the finished image as a docker-archive: what the
+	// end-to-end checks load and what publish pushes, byte for byte.
+	Tarball *dagger.File
+}
+
+// Container is the image as a Dagger container, for chaining (export,
+// terminal, publish of your own).
+func (im Image) Container(c *dagger.Client) *dagger.Container {
+	return c.Container().Import(im.Tarball)
+}
+
 // Images are both production images.
 type Images struct {
-	Backend  *dagger.Container
-	Frontend *dagger.Container
+	Backend, Frontend Image
 }
 
 // Build describes both images for the options.
-func Build(c *dagger.Client, o spec.Options, in Inputs) (Images, error) {
+func Build(c *dagger.Client, o spec.Options, in Inputs, kgci *dagger.File) (Images, error) {
 	var out Images
-	for _, im := range spec.Images(o) {
-		ctr, err := Image(c, im, o.Profile, in)
-		if err != nil {
-			return Images{}, err
-		}
-		switch im.Name {
-		case "backend":
-			out.Backend = ctr
-		case "frontend":
-			out.Frontend = ctr
-		default:
-			return Images{}, fmt.Errorf("ci/spec returned an image called %q; daggerbuild knows backend and frontend", im.Name)
-		}
+	var err error
+	if out.Backend, err = BuildImage(c, "backend", o, in, kgci); err != nil {
+		return Images{}, err
+	}
+	if out.Frontend, err = BuildImage(c, "frontend", o, in, kgci); err != nil {
+		return Images{}, err
 	}
 	return out, nil
+}
+
+// BuildImage describes one image: its stages, then `kgci finalize`.
+func BuildImage(c *dagger.Client, name string, o spec.Options, in Inputs, kgci *dagger.File) (Image, error) {
+	if err := o.Validate(); err != nil {
+		return Image{}, err
+	}
+	im, err := spec.ByName(o, name)
+	if err != nil {
+		return Image{}, err
+	}
+	raw, err := Stages(c, im, o.Profile, in)
+	if err != nil {
+		return Image{}, err
+	}
+	return Image{Name: name, Tarball: Finalize(c, kgci, raw, im.Name, o)}, nil
 }
 
 // Sync builds both images in parallel and fails with the first error.
 func (im Images) Sync(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for name, ctr := range map[string]*dagger.Container{"backend": im.Backend, "frontend": im.Frontend} {
+	for _, i := range []Image{im.Backend, im.Frontend} {
 		g.Go(func() error {
-			if _, err := ctr.Sync(ctx); err != nil {
-				return fmt.Errorf("build %s: %w", name, err)
+			if _, err := i.Tarball.Sync(ctx); err != nil {
+				return fmt.Errorf("build %s: %w", i.Name, err)
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// Finalize runs `kgci finalize` on the image Dagger built: the same config
+// writer as `kgci build` (ci/imageconfig), including HEALTHCHECK and
+// STOPSIGNAL. kgci is a static binary, so it runs in an empty container.
+func Finalize(c *dagger.Client, kgci *dagger.File, raw *dagger.Container, image string, o spec.Options) *dagger.File {
+	const in, out = "/in/image.tar", "/out/image.tar"
+	return c.Container().
+		WithMountedFile("/kgci", kgci).
+		WithMountedFile(in, raw.AsTarball(dagger.ContainerAsTarballOpts{MediaTypes: dagger.ImageMediaTypesDockerMediaTypes})).
+		WithMountedTemp("/tmp").
+		WithExec(FinalizeArgs(image, o, in, out)).
+		File(out)
+}
+
+// FinalizeArgs is the finalize command line (ci/cmd/kgci/finalize.go).
+func FinalizeArgs(image string, o spec.Options, in, out string) []string {
+	return []string{"/kgci", "finalize", "--image", image, "--profile", string(o.Profile),
+		"--revision", o.Revision, "--created", o.Created, "--in", in, "--out", out}
+}
+
+// Kgci builds the kgci binary from the repository in the profile's Go
+// base: the Dagger path runs the same commands as our CI (finalize,
+// test-e2e, publish). Static, so it runs in any container.
+func Kgci(c *dagger.Client, p spec.Profile, in Inputs) (*dagger.File, error) {
+	base, err := Base(c, spec.Bases(p)[spec.BaseGo], in)
+	if err != nil {
+		return nil, err
+	}
+	src := in.Source.Filter(dagger.DirectoryFilterOpts{Include: []string{"go.mod", "go.sum", "ci/"}})
+	return base.
+		WithMountedCache("/go/pkg/mod", c.CacheVolume("kidney-go-mod")).
+		WithMountedCache("/root/.cache/go-build", c.CacheVolume("kidney-go-build")).
+		WithEnvVariable("GOMODCACHE", "/go/pkg/mod").
+		WithEnvVariable("GOCACHE", "/root/.cache/go-build").
+		WithEnvVariable("CGO_ENABLED", "0").
+		// go.mod's go line is what matters; never fetch another toolchain.
+		WithEnvVariable("GOTOOLCHAIN", "local").
+		WithDirectory("/src", src).
+		WithWorkdir("/src").
+		WithExec([]string{"go", "build", "-trimpath", "-buildvcs=false", "-o", "/out/kgci", "./ci/cmd/kgci"}).
+		File("/out/kgci"), nil
+}
+
+// Tarball exports a container (a base image) as a docker-archive that
+// `docker load` and `kgci test-e2e --images` read.
+func Tarball(ctr *dagger.Container) *dagger.File {
+	return ctr.AsTarball(dagger.ContainerAsTarballOpts{MediaTypes: dagger.ImageMediaTypesDockerMediaTypes})
 }
 
 // Base returns the container a stage starts from.
@@ -96,9 +161,9 @@ func Base(c *dagger.Client, src spec.Source, in Inputs) (*dagger.Container, erro
 	return c.Container().Import(in.Bases.File(src.Ref+".tar"), dagger.ContainerImportOpts{Tag: src.Ref}), nil
 }
 
-// Image describes one image: every stage in order, then the runtime
-// configuration on the last one.
-func Image(c *dagger.Client, im spec.Image, p spec.Profile, in Inputs) (*dagger.Container, error) {
+// Stages describes an image's stages in order and returns the last one,
+// without the runtime configuration (Finalize writes that).
+func Stages(c *dagger.Client, im spec.Image, p spec.Profile, in Inputs) (*dagger.Container, error) {
 	if err := im.Validate(); err != nil {
 		return nil, err
 	}
@@ -124,7 +189,7 @@ func Image(c *dagger.Client, im spec.Image, p spec.Profile, in Inputs) (*dagger.
 		stages[st.Name] = ctr
 		last = ctr
 	}
-	return Configure(last, im.Config)
+	return last, nil
 }
 
 // stageState follows what Dagger keeps in the container between calls, so
@@ -225,81 +290,4 @@ func run(c *dagger.Client, ctr *dagger.Container, r spec.Run, s *stageState, in 
 		}
 	}
 	return ctr, nil
-}
-
-// Configure sets the runtime configuration of an image.
-func Configure(ctr *dagger.Container, cfg spec.Config) (*dagger.Container, error) {
-	for _, kv := range cfg.Env {
-		ctr = ctr.WithEnvVariable(kv.Key, kv.Value)
-	}
-	if cfg.WorkingDir != "" {
-		ctr = ctr.WithWorkdir(cfg.WorkingDir)
-	}
-	// With no entrypoint of its own an image keeps its base's, as in a
-	// Dockerfile; withEntrypoint would also drop the default args, so the
-	// command is set after it.
-	if len(cfg.Entrypoint) > 0 {
-		ctr = ctr.WithEntrypoint(cfg.Entrypoint)
-	}
-	if len(cfg.Cmd) > 0 {
-		ctr = ctr.WithDefaultArgs(cfg.Cmd)
-	}
-	for _, p := range cfg.ExposedPorts {
-		port, proto, err := parsePort(p)
-		if err != nil {
-			return nil, err
-		}
-		ctr = ctr.WithExposedPort(port, dagger.ContainerWithExposedPortOpts{Protocol: proto})
-	}
-	labels := map[string]string{}
-	for k, v := range cfg.Labels {
-		labels[k] = v
-	}
-	if cfg.Healthcheck != nil {
-		b, err := json.Marshal(HealthcheckJSON(*cfg.Healthcheck))
-		if err != nil {
-			return nil, err
-		}
-		labels[HealthcheckLabel] = string(b)
-	}
-	if cfg.StopSignal != "" {
-		labels[StopSignalLabel] = cfg.StopSignal
-	}
-	for _, k := range spec.SortedKeys(labels) {
-		ctr = ctr.WithLabel(k, labels[k])
-	}
-	// Last, so that every step above ran as root and the image runs as
-	// the non-root user.
-	return ctr.WithUser(cfg.User), nil
-}
-
-// Healthcheck is the label's JSON: Docker's HEALTHCHECK fields with
-// durations as Go duration strings, so that it reads like `docker inspect`.
-type Healthcheck struct {
-	Test        []string `json:"Test"`
-	Interval    string   `json:"Interval"`
-	Timeout     string   `json:"Timeout"`
-	StartPeriod string   `json:"StartPeriod"`
-	Retries     int      `json:"Retries"`
-}
-
-// HealthcheckJSON converts the spec's health check for the label.
-func HealthcheckJSON(h spec.Healthcheck) Healthcheck {
-	sec := func(n int) string { return strconv.Itoa(n) + "s" }
-	return Healthcheck{Test: h.Test, Interval: sec(h.Interval), Timeout: sec(h.Timeout), StartPeriod: sec(h.StartPeriod), Retries: h.Retries}
-}
-
-func parsePort(s string) (int, dagger.NetworkProtocol, error) {
-	num, proto, _ := strings.Cut(s, "/")
-	port, err := strconv.Atoi(num)
-	if err != nil || port < 1 || port > 65535 {
-		return 0, "", fmt.Errorf("exposed port %q: want NUMBER/tcp or NUMBER/udp", s)
-	}
-	switch proto {
-	case "", "tcp":
-		return port, dagger.NetworkProtocolTcp, nil
-	case "udp":
-		return port, dagger.NetworkProtocolUdp, nil
-	}
-	return 0, "", fmt.Errorf("exposed port %q: unknown protocol %q", s, proto)
 }

@@ -46,13 +46,10 @@ func TestRefusals(t *testing.T) {
 			return daggerbuild.Inputs{Source: c.Directory()}
 		}, "non-root"},
 		{"no source", image(), spec.Upstream, func(c *dagger.Client) daggerbuild.Inputs { return daggerbuild.Inputs{} }, "no source directory"},
-		{"bad port", spec.Image{Name: "t", Stages: []spec.Stage{{Name: "s", Base: spec.BasePython}}, Config: spec.Config{User: "1:1", ExposedPorts: []string{"80/sctp"}}}, spec.Upstream, func(c *dagger.Client) daggerbuild.Inputs {
-			return daggerbuild.Inputs{Source: c.Directory()}
-		}, `unknown protocol "sctp"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, c := client(t)
-			_, err := daggerbuild.Image(c, tc.im, tc.profile, tc.in(c))
+			_, err := daggerbuild.Stages(c, tc.im, tc.profile, tc.in(c))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
 			}
@@ -63,10 +60,31 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-func TestHealthcheckLabel(t *testing.T) {
-	h := daggerbuild.HealthcheckJSON(spec.Healthcheck{Test: []string{"CMD", "true"}, Interval: 30, Timeout: 10, StartPeriod: 5, Retries: 3})
-	if h.Interval != "30s" || h.Timeout != "10s" || h.StartPeriod != "5s" || h.Retries != 3 || h.Test[1] != "true" {
-		t.Fatalf("HealthcheckJSON = %+v", h)
+// Bad label values never reach an engine: the same rule as `kgci build`.
+func TestBuildImageRefusesBadOptions(t *testing.T) {
+	e, c := client(t)
+	for _, o := range []spec.Options{
+		{Profile: spec.Upstream, Created: "not-a-time"},
+		{Profile: spec.Upstream, Revision: "main"},
+		{Profile: "airgapped"},
+	} {
+		if _, err := daggerbuild.BuildImage(c, "backend", o, daggerbuild.Inputs{Source: c.Directory()}, c.LoadFileFromID("kgci-file")); err == nil {
+			t.Errorf("options %+v were accepted", o)
+		}
+	}
+	if n := len(e.Queries()); n != 0 {
+		t.Errorf("refused options still sent %d queries", n)
+	}
+}
+
+// Finalize hands kgci the image as a docker-archive (what ci/imageconfig
+// reads) with the options the labels come from.
+func TestFinalizeArgs(t *testing.T) {
+	o := spec.Options{Profile: spec.Offline, Revision: "0123456789abcdef0123456789abcdef01234567", Created: "2026-11-25T00:00:00Z"}
+	got := strings.Join(daggerbuild.FinalizeArgs("frontend", o, "/in.tar", "/out.tar"), " ")
+	want := "/kgci finalize --image frontend --profile offline --revision 0123456789abcdef0123456789abcdef01234567 --created 2026-11-25T00:00:00Z --in /in.tar --out /out.tar"
+	if got != want {
+		t.Fatalf("FinalizeArgs = %s\nwant %s", got, want)
 	}
 }
 
@@ -79,7 +97,7 @@ func TestStepScopedSettingsAreRestored(t *testing.T) {
 		spec.Env{KV: spec.KV{Key: "X", Value: "stage"}},
 		spec.Run{Args: []string{"make"}, Dir: "/b", Env: []spec.KV{{Key: "X", Value: "step"}, {Key: "Y", Value: "step"}}},
 	)
-	ctr, err := daggerbuild.Image(c, im, spec.Upstream, daggerbuild.Inputs{Source: c.Directory()})
+	ctr, err := daggerbuild.Stages(c, im, spec.Upstream, daggerbuild.Inputs{Source: c.Directory()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +114,6 @@ func TestStepScopedSettingsAreRestored(t *testing.T) {
 		`withEnvVariable(name:"X",value:"step")`, `withEnvVariable(name:"Y",value:"step")`, `withWorkdir(path:"/b")`,
 		`withExec(args:["make"])`,
 		`withWorkdir(path:"/a")`, `withEnvVariable(name:"X",value:"stage")`, `withoutEnvVariable(name:"Y")`,
-		`withUser(name:"1000:1000")`,
 	}
 	if strings.Join(chain, " ") != strings.Join(want, " ") {
 		t.Errorf("call chain\n got %s\nwant %s", strings.Join(chain, " "), strings.Join(want, " "))
