@@ -2,9 +2,10 @@
 // stable name (used in reports, CI summaries and fault tests), runs on its own, and says
 // in its message what to fix when it fails.
 //
-// Two kinds exist: checks that need only the frontend and backend URLs (they also run
-// inside Dagger, through `kgci check`), and checks that need the Docker runtime of
-// `kgci test-e2e` (inspect, exec, throwaway containers).
+// Two kinds exist: checks that need only the frontend and backend URLs (`kgci check`
+// runs those against a stack that is already up), and checks that need the Docker
+// runtime of `kgci test-e2e` (inspect, exec, throwaway containers). The Dagger path
+// runs `kgci test-e2e` itself, so it runs both kinds.
 package checks
 
 import (
@@ -97,8 +98,8 @@ func Group(name string) string {
 
 // Env is what checks run against.
 type Env struct {
-	// Runtime is "docker" (kgci test-e2e, or kgci check against published ports) or
-	// "dagger" (kgci check inside a Dagger pipeline, URLs are service bindings).
+	// Runtime is "docker": kgci test-e2e, or kgci check against published ports. (The
+	// Dagger path runs kgci test-e2e inside Dagger, on a Docker engine of its own.)
 	Runtime     string
 	BackendURL  string // http://127.0.0.1:PORT, no trailing slash
 	FrontendURL string
@@ -284,7 +285,7 @@ func runOne(ctx context.Context, c Check, e *Env) (r Result) {
 // outcome (skip) says why and where to look.
 func (e *Env) precondition(ctx context.Context, c Check) (Outcome, bool) {
 	if c.Docker && e.Stack == nil {
-		return skipf("needs the Docker runtime (kgci test-e2e); this is a URL-only run (--runtime %s)", e.Runtime), true
+		return skipf("needs the Docker runtime (kgci test-e2e); this is a URL-only run (kgci check)"), true
 	}
 	if e.Stack == nil {
 		switch {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -14,9 +13,8 @@ import (
 )
 
 // newGuardedClient returns a client that can only reach what this run owns: loopback
-// addresses (the ports the stack published on 127.0.0.1), plus, on the dagger runtime, the
-// exact service hostnames given as --backend-url / --frontend-url. A check that follows a
-// redirect or a configured URL anywhere else fails instead of touching another machine.
+// addresses (the ports the stack published on 127.0.0.1). A check that follows a redirect
+// or a configured URL anywhere else fails instead of touching another machine.
 func newGuardedClient(e *Env) *http.Client {
 	tr := &http.Transport{
 		Proxy:               nil, // never via a proxy: the targets are local
@@ -36,25 +34,14 @@ func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) 
 		return nil, err
 	}
 	if !e.allowedHost(host) {
-		return nil, fmt.Errorf("refusing to connect to %s: the checker only targets 127.0.0.1 (the ports this run published) or the run's own services", addr)
+		return nil, fmt.Errorf("refusing to connect to %s: the checker only targets 127.0.0.1 (the ports this run published)", addr)
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	return d.DialContext(ctx, network, addr)
 }
 
 func (e *Env) allowedHost(host string) bool {
-	if dockerstack.LoopbackOnly(host) {
-		return true
-	}
-	if e.Runtime != "dagger" {
-		return false
-	}
-	for _, u := range []string{e.BackendURL, e.FrontendURL} {
-		if p, err := url.Parse(u); err == nil && strings.EqualFold(p.Hostname(), host) {
-			return true
-		}
-	}
-	return false
+	return dockerstack.LoopbackOnly(host)
 }
 
 // response is a fetched HTTP response with its body read.

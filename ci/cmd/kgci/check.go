@@ -26,14 +26,13 @@ func runCheck(ctx context.Context, args []string) error {
 	fs := newFlags("check", checkSummary+`.
 
 Runs the checks that need nothing but HTTP/WebSocket access (health, websocket,
-gzip); the ones that need the Docker runtime (exec, inspect, throwaway
-containers) are 'kgci test-e2e' only. The Dagger pipeline runs this inside its
-own container against service bindings (--runtime dagger). Writes junit.xml,
-summary.md and results.json to --results; exits 1 when a check fails.`)
+gzip) against a stack that is already running and published on this machine;
+the ones that need the Docker runtime (exec, inspect, throwaway containers) are
+'kgci test-e2e' only. Writes junit.xml, summary.md and results.json to
+--results; exits 1 when a check fails.`)
 	backendURL := fs.String("backend-url", "", "backend base URL, e.g. http://127.0.0.1:8001")
 	frontendURL := fs.String("frontend-url", "", "frontend (nginx) base URL, e.g. http://127.0.0.1:8080")
 	results := fs.String("results", "results", "directory for the reports")
-	runtime := fs.String("runtime", "docker", "docker (targets must be 127.0.0.1/localhost) or dagger (targets are the given service hostnames)")
 	only := fs.String("checks", "", "comma-separated checks or groups to run (default: all URL-only checks)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
@@ -41,9 +40,6 @@ summary.md and results.json to --results; exits 1 when a check fails.`)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if *runtime != "docker" && *runtime != "dagger" {
-		return fmt.Errorf("--runtime %q: use docker or dagger", *runtime)
 	}
 	if *backendURL == "" && *frontendURL == "" {
 		return fmt.Errorf("give --backend-url and/or --frontend-url")
@@ -57,8 +53,8 @@ summary.md and results.json to --results; exits 1 when a check fails.`)
 		if err != nil || p.Scheme != "http" || p.Host == "" {
 			return fmt.Errorf("%q is not an http:// base URL", *u)
 		}
-		if *runtime == "docker" && !dockerstack.LoopbackOnly(p.Hostname()) {
-			return fmt.Errorf("%s: with --runtime docker the checker only targets 127.0.0.1 or localhost (the ports the run published); inside Dagger use --runtime dagger", *u)
+		if !dockerstack.LoopbackOnly(p.Hostname()) {
+			return fmt.Errorf("%s: the checker only targets 127.0.0.1 or localhost (the ports a stack published on this machine)", *u)
 		}
 	}
 	var names []string
@@ -74,7 +70,7 @@ summary.md and results.json to --results; exits 1 when a check fails.`)
 	t0 := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	env := &checks.Env{Runtime: *runtime, BackendURL: *backendURL, FrontendURL: *frontendURL, ResultsDir: *results}
+	env := &checks.Env{Runtime: "docker", BackendURL: *backendURL, FrontendURL: *frontendURL, ResultsDir: *results}
 	defer env.Close()
 	var mu sync.Mutex
 	rs := checks.Run(rctx, list, env, func(r checks.Result) {
@@ -82,7 +78,7 @@ summary.md and results.json to --results; exits 1 when a check fails.`)
 		defer mu.Unlock()
 		e2etest.PrintResult(os.Stdout, r)
 	})
-	run := &report.Run{Command: "check", Runtime: *runtime, Started: t0, Duration: time.Since(t0), Results: rs}
+	run := &report.Run{Command: "check", Runtime: "docker", Started: t0, Duration: time.Since(t0), Results: rs}
 	files, err := report.Write(*results, run, nil)
 	if err != nil {
 		return err

@@ -21,7 +21,6 @@ func TestCheckFlags(t *testing.T) {
 		{"--results", t.TempDir()}:                                            "give --backend-url and/or --frontend-url",
 		{"--backend-url", "http://10.1.2.3:8000"}:                             "only targets 127.0.0.1 or localhost",
 		{"--backend-url", "ftp://127.0.0.1"}:                                  "is not an http:// base URL",
-		{"--runtime", "k8s", "--backend-url", "http://127.0.0.1:1"}:           `--runtime "k8s"`,
 		{"--backend-url", "http://127.0.0.1:1", "--checks", "security.users"}: `no check or group named "security.users"`,
 	} {
 		err := runCheck(ctx, *args)
