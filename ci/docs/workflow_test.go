@@ -64,13 +64,14 @@ type stepError struct {
 func (e *stepError) Error() string { return "step " + e.step + ": " + e.err.Error() }
 
 // The workflow's dagger calls name functions, flags and required arguments
-// that exist in main.go, and cover build, end-to-end checks and publish.
+// that exist in main.go, and cover the end-to-end checks and publish (which
+// builds and tests in the same session).
 func TestWorkflowDaggerCallsMatchMainGo(t *testing.T) {
 	called, err := checkDaggerCalls(t, repoRoot())
 	if err != nil {
 		t.Fatalf("%s does not match main.go: %v", ciWorkflow, err)
 	}
-	for _, fn := range []string{"build", "test-e-2-e", "publish"} {
+	for _, fn := range []string{"test-e-2-e", "publish"} {
 		if !called[fn] {
 			t.Errorf("%s never calls the Dagger function %s (calls: %v)", ciWorkflow, fn, called)
 		}
@@ -193,8 +194,8 @@ func TestWorkflowShape(t *testing.T) {
 			t.Errorf("job %s has no timeout-minutes", id)
 		}
 		for scope, level := range j.Permissions {
-			if level == "write" && !(id == "publish" && scope == "packages") {
-				t.Errorf("job %s may write %s: only publish may write, and only packages", id, scope)
+			if level == "write" && !(id == "release" && scope == "packages") {
+				t.Errorf("job %s may write %s: only release may write, and only packages", id, scope)
 			}
 		}
 		for _, s := range j.Steps {
@@ -232,25 +233,63 @@ func TestWorkflowShape(t *testing.T) {
 		t.Errorf("want a step writing results/summary.md to $GITHUB_STEP_SUMMARY (%v) and one uploading results/ (%v)", summary, upload)
 	}
 
-	pub, ok := wf.Jobs["publish"]
+	// One build per run: each event runs exactly one job with exactly one Dagger
+	// session, so what release pushes is what that same session tested.
+	pipe, ok := wf.Jobs["pipeline"]
 	if !ok {
-		t.Fatal("no publish job")
+		t.Fatal("no pipeline job")
 	}
-	if pub.Permissions["packages"] != "write" || !slices.Contains(pub.Needs, "pipeline") {
-		t.Errorf("publish job: permissions %v, needs %v", pub.Permissions, pub.Needs)
+	pub, ok := wf.Jobs["release"]
+	if !ok {
+		t.Fatal("no release job")
+	}
+	if !strings.Contains(pipe.If, "github.event_name == 'pull_request'") || strings.Contains(pipe.If, "push") {
+		t.Errorf("pipeline job condition %q: it runs for pull requests only (release builds for pushes)", pipe.If)
+	}
+	daggerSteps := func(j wfJob) []wfStep {
+		var out []wfStep
+		for _, s := range j.Steps {
+			if strings.HasPrefix(s.Uses, workflow.DaggerAction+"@") {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	if n := len(daggerSteps(pipe)); n != 1 {
+		t.Errorf("pipeline job has %d Dagger steps, want one session", n)
+	}
+	rs := daggerSteps(pub)
+	if len(rs) != 1 {
+		t.Fatalf("release job has %d Dagger steps, want one session that builds, tests and pushes", len(rs))
+	}
+	args := strings.Fields(rs[0].With["args"])
+	if !slices.Contains(args, "publish") || !slices.Contains(args, "--allow-failure") || !strings.Contains(rs[0].With["args"], "export --path results") {
+		t.Errorf("release calls %q: want publish --allow-failure ... export --path results (results always come back)", rs[0].With["args"])
+	}
+	if pub.Permissions["packages"] != "write" || !slices.Contains(pub.Needs, "unit") {
+		t.Errorf("release job: permissions %v, needs %v", pub.Permissions, pub.Needs)
 	}
 	for _, want := range []string{"push", "refs/heads/main", "refs/tags/v"} {
 		if !strings.Contains(pub.If, want) {
-			t.Errorf("publish job condition %q lacks %q: it must run only for pushes to main and v* tags", pub.If, want)
+			t.Errorf("release job condition %q lacks %q: it must run only for pushes to main and v* tags", pub.If, want)
 		}
 	}
-	var token bool
+	var token, verdict, shown bool
 	for _, s := range pub.Steps {
 		if strings.Contains(s.With["args"], "--password env://GITHUB_TOKEN") && s.Env["GITHUB_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}" {
 			token = true
 		}
+		if strings.Contains(s.Run, "results/publish.json") && strings.Contains(s.Run, ".tested_digest") {
+			verdict = true
+		}
+		if strings.Contains(s.Run, "results/publish.md") && strings.Contains(s.Run, "GITHUB_STEP_SUMMARY") && s.If == "always()" {
+			shown = true
+		}
 	}
 	if !token {
-		t.Error("publish must hand GITHUB_TOKEN to Dagger as a secret reference (env://GITHUB_TOKEN) from secrets.GITHUB_TOKEN")
+		t.Error("release must hand GITHUB_TOKEN to Dagger as a secret reference (env://GITHUB_TOKEN) from secrets.GITHUB_TOKEN")
+	}
+	if !verdict || !shown {
+		t.Errorf("release must fail unless publish.json shows tested = pushed digests (%v) and put publish.md in the job summary (%v)", verdict, shown)
 	}
 }
