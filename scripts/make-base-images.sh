@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Usage: scripts/make-base-images.sh [--force] [python|node|nginx|postgres ...]
+# Usage: scripts/make-base-images.sh [--force] [python|node|nginx|postgres|docker|go ...]
 #
 # Builds the offline stand-ins for the public base images the upstream profile
-# pulls (python:3.11-slim, node:20-alpine, nginx:1.26-alpine, postgres:16-alpine),
-# because no container registry is reachable from CI. Each becomes an OCI image
+# pulls (python:3.11-slim, node:20-alpine, nginx:1.26-alpine, postgres:16-alpine,
+# and for the Dagger path docker:27-dind and golang:1.26-bookworm), because no
+# container registry is reachable from CI. Each becomes an OCI image
 # layout $KGCI_CACHE/base/<name>/ whose single manifest is annotated
 # org.opencontainers.image.ref.name=<name>, made from Debian packages:
 #   debootstrap minbase (cached as $KGCI_CACHE/rootfs/minbase-bookworm.tar)
@@ -23,7 +24,7 @@ BASE_DIR="$KGCI_CACHE/base"
 MINBASE_TAR="$KGCI_CACHE/rootfs/minbase-bookworm.tar"
 SUITE=bookworm
 HOST_SOURCES=/etc/apt/sources.list.d/debian.sources
-ALL_IMAGES=(python node nginx postgres)
+ALL_IMAGES=(python node nginx postgres docker go)
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { printf '[make-base-images] %s\n' "$*" >&2; }
@@ -511,6 +512,52 @@ test_postgres() {
   rm -rf "$root/tmp/pgtest"
 }
 
+# ------------------------------------------------------------------ docker ---
+# docker:27-dind: the Dagger path's checker runs `kgci test-e2e --dockerd` in
+# it, which starts this dockerd inside the container (docs/dagger.md). Debian's
+# docker.io (20.10) brings containerd, runc, docker-proxy and tini; iptables is
+# what dockerd programs the bridge networks with.
+build_docker() {
+  local root="$1" v
+  extract_minbase "$root"
+  chroot_mount "$root"
+  apt_prepare "$root"
+  apt_install "$root" docker.io iptables ca-certificates
+  for c in dockerd docker containerd runc docker-proxy iptables; do
+    in_chroot "$root" sh -c "command -v $c" >/dev/null || die "docker image: $c missing after apt-get install docker.io"
+  done
+  v="$(in_chroot "$root" dockerd --version)"
+  log "docker: chroot test: $v; $(in_chroot "$root" containerd --version | cut -d' ' -f1-3)"
+  apt_finish "$root"
+  chroot_umount "$root"
+  IMAGE_ARGS=(--env "PATH=$CHROOT_PATH" --env LANG=C.UTF-8 --cmd dockerd --volume /var/lib/docker)
+}
+
+# ---------------------------------------------------------------------- go ---
+# golang:1.26-bookworm: the machine's own Go (the one that builds this
+# repository) on a Debian minbase with git, which reads the commit time.
+GO_ROOT="${KGCI_GO_ROOT:-$(go env GOROOT 2>/dev/null || echo /usr/local/go)}"
+build_go() {
+  local root="$1" v
+  [ -x "$GO_ROOT/bin/go" ] || die "go image: no Go toolchain at $GO_ROOT (set KGCI_GO_ROOT)"
+  extract_minbase "$root"
+  chroot_mount "$root"
+  apt_prepare "$root"
+  apt_install "$root" git ca-certificates
+  mkdir -p "$root/usr/local"
+  cp -a "$GO_ROOT" "$root/usr/local/go"
+  chown -R 0:0 "$root/usr/local/go"
+  rm -rf "$root/usr/local/go/pkg/obj" "$root/usr/local/go/.git"
+  mkdir -p "$root/go"
+  v="$(in_chroot "$root" /usr/local/go/bin/go version)"
+  case "$v" in "$("$GO_ROOT/bin/go" version)") ;; *) die "go image: chroot 'go version' gave '$v'" ;; esac
+  log "go: chroot test: $v, $(in_chroot "$root" git --version)"
+  apt_finish "$root"
+  chroot_umount "$root"
+  IMAGE_ARGS=(--env "PATH=/usr/local/go/bin:/go/bin:$CHROOT_PATH" --env LANG=C.UTF-8 --env GOPATH=/go
+    --env GOTOOLCHAIN=local --workdir /go --cmd bash)
+}
+
 # ------------------------------------------------------------------ driver ---
 # recipe_hash NAME: what the image depends on; a change rebuilds it.
 recipe_hash() {
@@ -524,6 +571,7 @@ recipe_hash() {
       nginx) declare -f test_nginx; echo "$NGINX_UID" ;;
       postgres) declare -f test_postgres; echo "$PG_MAJOR"; cat "$REPO_ROOT/scripts/postgres-entrypoint.sh" ;;
       node) node --version 2>/dev/null || true; cat /usr/lib/node_modules/npm/package.json 2>/dev/null | grep '"version"' || true ;;
+      go) "$GO_ROOT/bin/go" version 2>/dev/null || true ;;
     esac
   } | sha256sum | cut -d' ' -f1
 }
@@ -559,7 +607,7 @@ main() {
     case "$1" in
       --force) force=1 ;;
       -h|--help) usage; exit 0 ;;
-      python|node|nginx|postgres) names+=("$1") ;;
+      python|node|nginx|postgres|docker|go) names+=("$1") ;;
       *) usage >&2; die "unknown argument '$1'" ;;
     esac
     shift

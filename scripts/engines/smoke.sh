@@ -5,7 +5,9 @@
 # (buildkitd.sh start, dockerd.sh start) and the base layouts
 # (make-base-images.sh). Proves that
 #  - buildkitd builds FROM each offline layout (Dockerfile frontend, layout
-#    passed as an OCI store), RUN steps work, apt-get works in the python base;
+#    passed as an OCI store), RUN steps work, apt-get works in the python base,
+#    the go base has Go and git (the docker base is run for real by
+#    ci/e2etest's Dagger checker test);
 #  - dockerd loads the postgres and nginx bases as docker-archive tarballs and
 #    runs them: postgres via its entrypoint with a scram login, nginx as UID 101
 #    with the upstream wget health check.
@@ -19,7 +21,7 @@ BASE_DIR="$KGCI_CACHE/base"
 . "$ENGINES_ENV"
 [ -n "${BUILDKIT_HOST:-}" ] || die "buildkitd not started: scripts/engines/buildkitd.sh start"
 [ -n "${DOCKER_HOST:-}" ] || die "dockerd not started: scripts/engines/dockerd.sh start"
-for n in python node nginx postgres; do
+for n in python node nginx postgres go; do
   [ -f "$BASE_DIR/$n/index.json" ] || die "base layout $BASE_DIR/$n missing: run scripts/make-base-images.sh"
 done
 docker=("$KGCI_DOCKER")
@@ -73,6 +75,13 @@ passed=$((passed + 1))
 build_from nginx 'RUN nginx -t 2>/nginx-t && nginx -v 2>/nginx-v && id -u nginx > /nginx-uid'
 grep -q 'test is successful' "$TMP/out-nginx/nginx-t" || die "nginx base: nginx -t failed: $(cat "$TMP/out-nginx/nginx-t")"
 log "nginx: $(cat "$TMP/out-nginx/nginx-v"), nginx -t ok, uid $(cat "$TMP/out-nginx/nginx-uid")"
+passed=$((passed + 1))
+
+# The Dagger path's Go base (builds kgci, reads the commit time with git).
+build_from go 'RUN go version > /go-version && git --version > /git-version && go env GOTOOLCHAIN GOPATH > /go-env'
+grep -q '^go version go1\.' "$TMP/out-go/go-version" || die "go base: unexpected $(cat "$TMP/out-go/go-version")"
+[ "$(tr '\n' ' ' <"$TMP/out-go/go-env")" = "local /go " ] || die "go base: GOTOOLCHAIN/GOPATH are $(cat "$TMP/out-go/go-env"), want local and /go"
+log "go: $(cat "$TMP/out-go/go-version"), $(cat "$TMP/out-go/git-version")"
 passed=$((passed + 1))
 
 # --- Docker: load and run -----------------------------------------------------
