@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,8 @@ func (e *env) newChecker(t *testing.T) *checker {
 		os.Remove(archive)
 	}
 	// The same layout as daggerrun.Checker; tmpfs with Dagger's options (nosuid only).
-	_, err = e.d.Run(ctx, "run", "-d", "--name", c.name, "--privileged",
+	args := append([]string{"run", "-d", "--name", c.name}, insecureRootFlags(t)...)
+	_, err = e.d.Run(ctx, append(args,
 		"--label", dockerstack.LabelRun+"="+strings.TrimPrefix(c.name, "kgci-"),
 		"--tmpfs", daggerrun.DockerData+":rw,exec,dev,nosuid",
 		"-v", filepath.Join(c.dir, "kgci")+":"+daggerrun.KgciPath+":ro",
@@ -97,8 +99,8 @@ func (e *env) newChecker(t *testing.T) *checker {
 		"-v", filepath.Join(c.dir, "src")+":"+daggerrun.SourceDir+":ro",
 		"-v", c.results+":"+daggerrun.ResultsDir,
 		"-w", daggerrun.SourceDir,
-		dockerBase, "sleep", "infinity")
-	require.NoError(t, err)
+		dockerBase, "sh", "-c", writableKernelFS+"exec sleep infinity")...)
+	require.NoError(t, err, "the checker container: a Docker engine in a container needs the host's root capabilities")
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -106,6 +108,54 @@ func (e *env) newChecker(t *testing.T) *checker {
 	})
 	return c
 }
+
+// insecureRootFlags give the checker what Dagger's insecureRootCapabilities (BuildKit's
+// insecure security mode) gives a container: every capability in the caller's bounding
+// set, no seccomp or AppArmor profile, all devices. `docker run --privileged` would be
+// shorter but asks for every capability Docker knows, and runc fails ("unable to apply
+// caps") on machines whose bounding set lacks one: CI's lacks CAP_SYS_RESOURCE.
+func insecureRootFlags(t *testing.T) []string {
+	t.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	var bnd uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			bnd, err = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			require.NoError(t, err)
+		}
+	}
+	flags := []string{
+		"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+		"--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+	}
+	for i, c := range dockerKnownCaps {
+		if bnd&(1<<i) != 0 {
+			flags = append(flags, "--cap-add", c)
+		}
+	}
+	require.Contains(t, flags, "SYS_ADMIN", "a Docker engine in the checker needs CAP_SYS_ADMIN, which this process cannot grant")
+	return flags
+}
+
+// dockerKnownCaps are the capabilities in bit order up to CAP_AUDIT_READ (37): the ones
+// Docker 20.10 (Debian's docker.io) accepts in --cap-add.
+var dockerKnownCaps = strings.Fields(`CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL
+	SETGID SETUID SETPCAP LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW
+	IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN
+	SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE
+	AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ`)
+
+// writableKernelFS makes /sys, /proc/sys and the cgroup mounts writable, as BuildKit's
+// insecure mode mounts them and a Docker engine needs them (bridges, sysctls, cgroups);
+// Docker mounts them read-only for a container that is not --privileged.
+const writableKernelFS = `set -e
+mount -o remount,rw /sys
+mount -o remount,rw /proc/sys 2>/dev/null || mount -o remount,bind,rw /proc/sys
+for d in /sys/fs/cgroup /sys/fs/cgroup/*; do
+  if mountpoint -q "$d"; then mount -o remount,bind,rw "$d"; fi
+done
+`
 
 // exec runs a command line in the checker as Dagger's withExec does; it returns the
 // exit code and the output.

@@ -66,7 +66,7 @@ func TestBuildOverBudget(t *testing.T) {
 	err = runBuild(ctx, []string{
 		"--profile", "offline", "--images", "frontend", "--repo", root,
 		"--out", filepath.Join(dir, "images"), "--budgets", budgets, "--progress", "quiet",
-		"--tag", "kgci-test", "--revision", "test-rev", "--created", "2026-01-02T03:04:05Z",
+		"--tag", "kgci-test", "--revision", "0123456789abcdef0123456789abcdef01234567", "--created", "2026-01-02T03:04:05Z",
 	}, &out)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, budget.ErrOverBudget), "%v", err)
@@ -78,7 +78,7 @@ func TestBuildOverBudget(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(dt, &rep))
 	assert.Equal(t, "offline", rep.Profile)
-	assert.Equal(t, "test-rev", rep.Revision)
+	assert.Equal(t, "0123456789abcdef0123456789abcdef01234567", rep.Revision)
 	require.Len(t, rep.Images, 1)
 	im := rep.Images[0]
 	assert.Equal(t, "kidney_genetics_frontend:kgci-test", im.Tag)
