@@ -99,13 +99,25 @@ func (e *env) newChecker(t *testing.T) *checker {
 		"-v", filepath.Join(c.dir, "src")+":"+daggerrun.SourceDir+":ro",
 		"-v", c.results+":"+daggerrun.ResultsDir,
 		"-w", daggerrun.SourceDir,
-		dockerBase, "sh", "-c", writableKernelFS+"exec sleep infinity")...)
+		dockerBase, "sh", "-c", writableKernelFS+"touch /run/checker-ready\nexec sleep infinity")...)
 	require.NoError(t, err, "the checker container: a Docker engine in a container needs the host's root capabilities")
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		_, _ = e.d.Run(ctx, "rm", "-f", "-v", c.name)
 	})
+	// Its set-up ran before the tests exec into it, or its output says why not.
+	for i := 0; ; i++ {
+		res, err := e.d.ExecArgs(ctx, nil, c.name, "test", "-e", "/run/checker-ready")
+		if err == nil && res.ExitCode == 0 {
+			break
+		}
+		if err != nil || i == 100 {
+			logs, _ := e.d.Run(ctx, "logs", c.name)
+			require.FailNow(t, "the checker container did not get ready", "%v\ncontainer output:\n%s", err, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	return c
 }
 
@@ -151,8 +163,7 @@ var dockerKnownCaps = strings.Fields(`CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER 
 // Docker mounts them read-only for a container that is not --privileged.
 const writableKernelFS = `set -e
 mount -o remount,rw /sys
-mount -o remount,rw /proc/sys 2>/dev/null || mount -o remount,bind,rw /proc/sys
-for d in /sys/fs/cgroup /sys/fs/cgroup/*; do
+for d in /proc/sys /sys/fs/cgroup /sys/fs/cgroup/*; do
   if mountpoint -q "$d"; then mount -o remount,bind,rw "$d"; fi
 done
 `
