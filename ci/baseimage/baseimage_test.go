@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
 )
 
 var testCfg = Config{
@@ -102,14 +104,14 @@ func TestBuildLayoutRoundTrip(t *testing.T) {
 	var idx v1.IndexManifest
 	require.NoError(t, json.Unmarshal(raw, &idx))
 	require.Len(t, idx.Manifests, 1)
-	assert.Equal(t, "nginx", idx.Manifests[0].Annotations[RefNameAnnotation])
+	assert.Equal(t, "nginx", idx.Manifests[0].Annotations[imageinspect.RefNameAnnotation])
 	assert.Equal(t, dgst, idx.Manifests[0].Digest)
 	assert.Equal(t, types.OCIManifestSchema1, idx.Manifests[0].MediaType)
 
-	img, desc, err := FromLayout(out, "nginx")
+	img, desc, err := imageinspect.FromLayout(out, "nginx", nil)
 	require.NoError(t, err)
 	assert.Equal(t, dgst, desc.Digest)
-	_, _, err = FromLayout(out, "python")
+	_, _, err = imageinspect.FromLayout(out, "python", nil)
 	assert.ErrorContains(t, err, `no image named "python"`)
 
 	cf, err := img.ConfigFile()
@@ -222,7 +224,7 @@ func TestBuildLayoutFromTar(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "l")
 	_, err := BuildLayout(tarPath, out, "t", testCfg)
 	require.NoError(t, err)
-	img, _, err := FromLayout(out, "")
+	img, _, err := imageinspect.FromLayout(out, "", nil)
 	require.NoError(t, err)
 	hdrs := readLayer(t, img, false)
 	assert.ElementsMatch(t, []string{"etc/", "etc/hostname", "etc/hn"}, keys(hdrs))
@@ -252,7 +254,7 @@ func TestWriteDockerArchive(t *testing.T) {
 	require.NoError(t, err)
 	loaded, err := tarball.ImageFromPath(out, &tag)
 	require.NoError(t, err)
-	orig, _, err := FromLayout(lay, "postgres")
+	orig, _, err := imageinspect.FromLayout(lay, "postgres", nil)
 	require.NoError(t, err)
 	want, err := orig.ConfigName()
 	require.NoError(t, err)
@@ -265,21 +267,6 @@ func TestWriteDockerArchive(t *testing.T) {
 	assert.Error(t, WriteDockerArchive(lay, "", "Not A Tag!", filepath.Join(dir, "x.tar")))
 	_, statErr := os.Stat(filepath.Join(dir, "x.tar.tmp"))
 	assert.True(t, os.IsNotExist(statErr), "no partial tarball left behind")
-}
-
-func TestStats(t *testing.T) {
-	root := makeTree(t)
-	lay := filepath.Join(t.TempDir(), "s")
-	dgst, err := BuildLayout(root, lay, "s", testCfg)
-	require.NoError(t, err)
-	st, err := Stats(lay, "s")
-	require.NoError(t, err)
-	assert.Equal(t, dgst, st.Digest)
-	assert.Equal(t, 1, st.Layers)
-	assert.Greater(t, st.Compressed, int64(0))
-	// A tar has 512-byte headers and padding, so it is larger than the content.
-	assert.Greater(t, st.Uncompressed, st.Compressed)
-	assert.Zero(t, st.Uncompressed%512)
 }
 
 func keys(m map[string]*tar.Header) []string {

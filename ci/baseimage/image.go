@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -22,11 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-)
 
-// RefNameAnnotation names an image inside a layout; BuildKit's oci-layout
-// store looks images up by it.
-const RefNameAnnotation = "org.opencontainers.image.ref.name"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
+)
 
 // DefaultEpoch is used for timestamps when SOURCE_DATE_EPOCH is not set. It
 // is in the past on purpose: mtimes are clamped to it, and Python's .pyc files
@@ -84,7 +81,7 @@ func BuildLayout(rootfs, out, refName string, cfg Config) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{RefNameAnnotation: refName})); err != nil {
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{imageinspect.RefNameAnnotation: refName})); err != nil {
 		return v1.Hash{}, fmt.Errorf("writing layout %s: %w", out, err)
 	}
 	return img.Digest()
@@ -159,36 +156,6 @@ func Image(layerTar, refName string, cfg Config) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// FromLayout returns the image in the layout at dir whose ref.name is
-// refName, or the only image when refName is empty.
-func FromLayout(dir, refName string) (v1.Image, v1.Descriptor, error) {
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("%s is not an OCI image layout: %w", dir, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, v1.Descriptor{}, err
-	}
-	var found []v1.Descriptor
-	var names []string
-	for _, d := range im.Manifests {
-		names = append(names, d.Annotations[RefNameAnnotation])
-		if refName == "" || d.Annotations[RefNameAnnotation] == refName {
-			found = append(found, d)
-		}
-	}
-	sort.Strings(names)
-	switch {
-	case len(found) == 0:
-		return nil, v1.Descriptor{}, fmt.Errorf("no image named %q in %s (names: %q)", refName, dir, names)
-	case len(found) > 1:
-		return nil, v1.Descriptor{}, fmt.Errorf("%d images match %q in %s; pass the name (names: %q)", len(found), refName, dir, names)
-	}
-	img, err := idx.Image(found[0].Digest)
-	return img, found[0], err
-}
-
 // WriteDockerArchive writes the layout's image as a `docker load` tarball
 // tagged tag.
 func WriteDockerArchive(layoutDir, refName, tag, out string) error {
@@ -196,7 +163,7 @@ func WriteDockerArchive(layoutDir, refName, tag, out string) error {
 	if err != nil {
 		return fmt.Errorf("bad tag %q: %w", tag, err)
 	}
-	img, _, err := FromLayout(layoutDir, refName)
+	img, _, err := imageinspect.FromLayout(layoutDir, refName, nil)
 	if err != nil {
 		return err
 	}
@@ -206,44 +173,4 @@ func WriteDockerArchive(layoutDir, refName, tag, out string) error {
 		return err
 	}
 	return os.Rename(tmp, out)
-}
-
-// LayoutStats describes an image in a layout.
-type LayoutStats struct {
-	Digest       v1.Hash
-	Layers       int
-	Compressed   int64 // sum of layer blob sizes
-	Uncompressed int64 // sum of layer tar sizes
-}
-
-// Stats reads the image's layers to report its compressed and uncompressed size.
-func Stats(dir, refName string) (LayoutStats, error) {
-	img, desc, err := FromLayout(dir, refName)
-	if err != nil {
-		return LayoutStats{}, err
-	}
-	st := LayoutStats{Digest: desc.Digest}
-	layers, err := img.Layers()
-	if err != nil {
-		return st, err
-	}
-	for _, l := range layers {
-		n, err := l.Size()
-		if err != nil {
-			return st, err
-		}
-		rc, err := l.Uncompressed()
-		if err != nil {
-			return st, err
-		}
-		u, err := io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return st, err
-		}
-		st.Layers++
-		st.Compressed += n
-		st.Uncompressed += u
-	}
-	return st, nil
 }

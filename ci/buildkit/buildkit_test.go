@@ -129,12 +129,9 @@ func TestBuildOnDaemon(t *testing.T) {
 		_, err := os.Stat(r.Tarball + ".partial")
 		assert.True(t, os.IsNotExist(err))
 		for _, tarPath := range []string{r.Tarball, r.OCITarball} {
-			img, err := imageinspect.Inspect(tarPath)
+			img, err := imageinspect.ReadFile(tarPath, imageinspect.Options{Files: true})
 			require.NoError(t, err, tarPath)
-			files := map[string]imageinspect.File{}
-			for _, f := range img.Files {
-				files[f.Path] = f
-			}
+			files := img.Files
 			out, ok := files["/app/out.txt"]
 			require.True(t, ok, "copied from the build stage")
 			assert.Equal(t, 1000, out.UID)

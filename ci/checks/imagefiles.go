@@ -2,229 +2,43 @@ package checks
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
-	"github.com/kidney-genetics/kidney-genetics-db/ci/budget"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
 )
 
-// FileEntry is one file in one layer.
-type FileEntry struct {
-	Layer      int
-	Path       string // no leading slash
-	Type       byte
-	Size       int64
-	PrivateKey bool // content holds a PEM private key
-	AuthToken  bool // content holds a registry auth token (.npmrc, .pypirc)
+// secretScan notes what a file's content gives away: the scan sees every
+// layer, since a secret removed in a later layer is still in the image.
+func secretScan(p string, b []byte) []string {
+	var notes []string
+	if bytes.Contains(b, []byte("PRIVATE KEY-----")) && pemKeyRE.Match(b) {
+		notes = append(notes, noteKey)
+	}
+	switch path.Base(p) {
+	case ".npmrc", ".pypirc", ".yarnrc", ".yarnrc.yml":
+		if authTokenRE.Match(b) {
+			notes = append(notes, noteCredential)
+		}
+	}
+	return notes
 }
 
-// ImageFiles indexes every layer of an image, including files that later layers delete:
-// a secret removed in a later layer is still in the image.
-type ImageFiles struct {
-	Ref    string
-	Config *v1.ConfigFile
-	Layers [][]FileEntry
-	// Final is the filesystem a container sees (whiteouts applied), by absolute path.
-	// (ci/imageinspect computes the same, but it also digests every layer, which for the
-	// uncompressed layers of `docker save` means gzipping them: seconds per image.)
-	Final map[string]FileEntry
-	// Sizes are measured only on request (IndexArchive's measure).
-	Sizes *budget.Actual
-}
-
-// scanLimit: files larger than this are not read for key material (keys are small).
-const scanLimit = 1 << 20
-
-// IndexImage reads a docker-archive tarball file (as written by `docker save -o`).
-func IndexImage(tarPath, ref string, measure bool) (*ImageFiles, error) {
-	f, err := os.Open(tarPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return IndexArchive(f, ref, measure)
-}
-
-// IndexArchive reads a docker-archive stream (the output of `docker save`) in one pass, so
-// the image never has to be written to disk: every layer tar inside is indexed as it
-// streams by, while manifest.json and the config (small entries) are kept to put the
-// layers in order at the end. With measure, each layer is also gzipped (BestSpeed, which
-// lands within 1% of the blobs BuildKit writes) to learn its compressed size.
-func IndexArchive(r io.Reader, ref string, measure bool) (*ImageFiles, error) {
-	layers := map[string]scanned{}
-	small := map[string][]byte{}
-	outer := tar.NewReader(r)
-	br := bufio.NewReaderSize(nil, 64<<10)
-	for {
-		h, err := outer.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: reading the docker save stream: %w", ref, err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		name := path.Clean(h.Name)
-		br.Reset(outer)
-		head, _ := br.Peek(512)
-		switch {
-		case isTar(head):
-			li, err := scanLayer(br, measure)
-			if err != nil {
-				return nil, fmt.Errorf("%s: layer %s: %w", ref, name, err)
-			}
-			li.uncompressed = h.Size
-			layers[name] = li
-		case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
-			// Engines that save OCI layouts may keep layer blobs compressed.
-			zr, err := gzip.NewReader(br)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", ref, name, err)
-			}
-			cr := &countReader{r: zr}
-			li, err := scanLayer(cr, measure)
-			if err != nil {
-				return nil, fmt.Errorf("%s: layer %s: %w", ref, name, err)
-			}
-			li.uncompressed = cr.n
-			layers[name] = li
-		case h.Size <= 4<<20:
-			b, err := io.ReadAll(br)
-			if err != nil {
-				return nil, err
-			}
-			small[name] = b
-		}
-	}
-	var manifest []struct {
-		Config string
-		Layers []string
-	}
-	if err := json.Unmarshal(small["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
-		return nil, fmt.Errorf("%s: the archive's manifest.json does not describe exactly one image (%v)", ref, err)
-	}
-	cf, err := v1.ParseConfigFile(bytes.NewReader(small[path.Clean(manifest[0].Config)]))
-	if err != nil {
-		return nil, fmt.Errorf("%s: image config %s: %w", ref, manifest[0].Config, err)
-	}
-	ix := &ImageFiles{Ref: ref, Config: cf, Final: map[string]FileEntry{}}
-	if measure {
-		ix.Sizes = &budget.Actual{}
-	}
-	for i, name := range manifest[0].Layers {
-		li, ok := layers[path.Clean(name)]
-		if !ok {
-			return nil, fmt.Errorf("%s: layer %s named in manifest.json is not in the archive", ref, name)
-		}
-		// The same layer may appear twice in one image; each use gets its own index.
-		entries := append([]FileEntry(nil), li.entries...)
-		for j := range entries {
-			entries[j].Layer = i
-		}
-		ix.Layers = append(ix.Layers, entries)
-		applyLayer(ix.Final, entries)
-		if measure {
-			ix.Sizes.Compressed += li.compressed
-			ix.Sizes.Uncompressed += li.uncompressed
-		}
-	}
-	return ix, nil
-}
-
-type scanned struct {
-	entries      []FileEntry
-	compressed   int64
-	uncompressed int64
-}
-
-// scanLayer indexes one layer tar; with measure it also gzips the stream on the way.
-func scanLayer(r io.Reader, measure bool) (scanned, error) {
-	var out scanned
-	var zw *gzip.Writer
-	cw := &countWriter{}
-	if measure {
-		zw, _ = gzip.NewWriterLevel(cw, gzip.BestSpeed)
-		r = io.TeeReader(r, zw)
-	}
-	entries, err := indexLayer(r, -1)
-	if err != nil {
-		return out, err
-	}
-	// The rest of the stream (end-of-archive blocks, padding) belongs to the layer too.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return out, err
-	}
-	out.entries = entries
-	if zw != nil {
-		if err := zw.Close(); err != nil {
-			return out, err
-		}
-		out.compressed = cw.n
-	}
-	return out, nil
-}
-
-func isTar(head []byte) bool {
-	return len(head) >= 262 && string(head[257:262]) == "ustar"
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func indexLayer(r io.Reader, li int) ([]FileEntry, error) {
-	tr := tar.NewReader(r)
-	var out []FileEntry
-	buf := make([]byte, scanLimit)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		p := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		fe := FileEntry{Layer: li, Path: p, Type: h.Typeflag, Size: h.Size}
-		if h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size <= scanLimit {
-			n, err := io.ReadFull(tr, buf[:h.Size])
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", p, err)
-			}
-			b := buf[:n]
-			fe.PrivateKey = bytes.Contains(b, []byte("PRIVATE KEY-----")) && pemKeyRE.Match(b)
-			base := path.Base(p)
-			if base == ".npmrc" || base == ".pypirc" || base == ".yarnrc" || base == ".yarnrc.yml" {
-				fe.AuthToken = authTokenRE.Match(b)
-			}
-		}
-		out = append(out, fe)
-	}
-}
+const (
+	noteKey        = "contains a PEM private key"
+	noteCredential = "holds a registry credential"
+)
 
 // pemKeyRE matches an actual PEM private key block (header, base64 body, footer), not the
 // bare marker strings that TLS/SSH libraries contain.
@@ -232,37 +46,34 @@ var pemKeyRE = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\r?\n(?:
 
 var authTokenRE = regexp.MustCompile(`(?i)(_authToken|_auth|npmAuthToken|password)\s*[=:]\s*\S`)
 
-// applyLayer applies one layer (OCI whiteouts included) to a filesystem view keyed by
-// absolute path.
-func applyLayer(fs map[string]FileEntry, entries []FileEntry) {
-	removeTree := func(p string, keepSelf bool) {
-		for k := range fs {
-			if strings.HasPrefix(k, p+"/") || (!keepSelf && k == p) {
-				delete(fs, k)
-			}
-		}
+// readSaved reads an image as `docker save` streams it, for the image checks: every
+// layer's entries with secretScan's notes, the final filesystem, and with measure the
+// compressed sizes (gzipped in the same pass). go-containerregistry reads a
+// docker-archive by opening it again for each part, so the stream goes to a
+// temporary file first.
+func readSaved(r io.Reader, measure bool) (*imageinspect.Image, error) {
+	dir, err := os.MkdirTemp("", "kgci-image-")
+	if err != nil {
+		return nil, err
 	}
-	for _, e := range entries {
-		dir, base := path.Split("/" + e.Path)
-		dir = path.Clean(dir)
-		switch {
-		case base == ".wh..wh..opq":
-			removeTree(strings.TrimSuffix(dir, "/"), true)
-		case strings.HasPrefix(base, ".wh."):
-			removeTree(path.Join(dir, strings.TrimPrefix(base, ".wh.")), false)
-		}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "image.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		return nil, err
 	}
-	for _, e := range entries {
-		if strings.HasPrefix(path.Base(e.Path), ".wh.") || e.Path == "" || e.Path == "." {
-			continue
-		}
-		p := "/" + e.Path
-		if e.Type != tar.TypeDir {
-			// A file replaces whatever tree an earlier layer had at that path.
-			removeTree(p, true)
-		}
-		fs[p] = e
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
+	if err != nil {
+		return nil, fmt.Errorf("saving the image to %s: %w", p, err)
+	}
+	opt := imageinspect.Options{Files: true, Scan: secretScan}
+	if measure {
+		opt.Sizes = imageinspect.SizesMeasured
+	}
+	return imageinspect.ReadFile(p, opt)
 }
 
 type imageCache struct {
@@ -271,14 +82,12 @@ type imageCache struct {
 }
 
 type imageLoad struct {
-	once sync.Once
-	took time.Duration
-	ix   *ImageFiles
-	err  error
+	once     sync.Once
+	took     time.Duration
+	ix       *imageinspect.Image
+	measured bool
+	err      error
 }
-
-// Close releases what the checks hold (nothing on disk: images are streamed).
-func (e *Env) Close() error { return nil }
 
 // imageLoad streams the service's image out of the engine (the exact image under test)
 // and indexes it; the image checks share one pass per image. The compressed size is
@@ -315,7 +124,8 @@ func (e *Env) imageLoad(svc string) *imageLoad {
 			l.err = err
 			return
 		}
-		l.ix, l.err = IndexArchive(out, ref, measure)
+		l.ix, l.err = readSaved(out, measure)
+		l.measured = measure
 		_, _ = io.Copy(io.Discard, out)
 		if werr := wait(); werr != nil && l.err == nil {
 			l.err = werr
@@ -328,27 +138,25 @@ func (e *Env) imageLoad(svc string) *imageLoad {
 var envFileRE = regexp.MustCompile(`^\.env(\..+)?$`)
 
 // SecretFindings lists files and settings that look like secrets, in any layer.
-func SecretFindings(ix *ImageFiles) []string {
+func SecretFindings(ix *imageinspect.Image) []string {
 	var f []string
 	for _, layer := range ix.Layers {
-		for _, e := range layer {
+		for _, e := range layer.Entries {
 			if e.Type != tar.TypeReg && e.Type != tar.TypeSymlink {
 				continue
 			}
 			base := path.Base(e.Path)
-			where := fmt.Sprintf("/%s (layer %d)", e.Path, e.Layer)
+			where := fmt.Sprintf("%s (layer %d)", e.Path, e.Layer)
 			switch {
 			case envFileRE.MatchString(base) && !isEnvTemplate(base):
 				f = append(f, where+": an .env file; pass settings at run time (env_file on the host), never in the image, and list .env* in .dockerignore")
-			case strings.HasPrefix(e.Path, "run/secrets/"):
+			case strings.HasPrefix(e.Path, "/run/secrets/"):
 				f = append(f, where+": a build secret was written into a layer; use a secret mount")
-			case e.PrivateKey:
-				f = append(f, where+": contains a PEM private key")
-			case e.AuthToken:
-				f = append(f, where+": holds a registry credential")
+			case len(e.Notes) > 0:
+				f = append(f, where+": "+strings.Join(e.Notes, ", "))
 			case secretNames[base]:
 				f = append(f, where+": a credentials file")
-			case passwordFileRE.MatchString(base) && !strings.HasPrefix(e.Path, "usr/share/") && !strings.HasPrefix(e.Path, "usr/lib/"):
+			case passwordFileRE.MatchString(base) && !strings.HasPrefix(e.Path, "/usr/share/") && !strings.HasPrefix(e.Path, "/usr/lib/"):
 				f = append(f, where+": the name looks like a password/secret file")
 			}
 		}
@@ -389,7 +197,7 @@ var (
 )
 
 // BuildToolFindings lists build tools in the final filesystem of a runtime image.
-func BuildToolFindings(ix *ImageFiles, svc string) []string {
+func BuildToolFindings(ix *imageinspect.Image, svc string) []string {
 	tools := map[string]bool{"gcc": true, "cc": true, "g++": true, "c++": true, "make": true, "uv": true, "uvx": true,
 		"pip": true, "pip3": true, "node": true, "nodejs": true, "npm": true, "npx": true, "yarn": true}
 	var f []string
@@ -400,7 +208,7 @@ func BuildToolFindings(ix *ImageFiles, svc string) []string {
 			f = append(f, s)
 		}
 	}
-	for p, e := range ix.Final {
+	for p, e := range ix.Files {
 		dir, base := path.Split(p)
 		isDir := e.Type == tar.TypeDir
 		switch {
@@ -419,7 +227,7 @@ func BuildToolFindings(ix *ImageFiles, svc string) []string {
 	return f
 }
 
-func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix string) Check {
+func imageCheck(name string, find func(*imageinspect.Image, string) []string, what, fix string) Check {
 	return Check{
 		Name:       name,
 		Docker:     true,
@@ -437,7 +245,7 @@ func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix 
 				found := find(ix, svc)
 				n := 0
 				for _, l := range ix.Layers {
-					n += len(l)
+					n += len(l.Entries)
 				}
 				notes = append(notes, fmt.Sprintf("%s: %d layers, %d entries, streamed from docker save and scanned in %.1fs", svc, len(ix.Layers), n, l.took.Seconds()))
 				for _, x := range found {
@@ -456,7 +264,7 @@ func imageCheck(name string, find func(*ImageFiles, string) []string, what, fix 
 	}
 }
 
-var securityNoSecrets = imageCheck("security.no_secrets", func(ix *ImageFiles, _ string) []string { return SecretFindings(ix) },
+var securityNoSecrets = imageCheck("security.no_secrets", func(ix *imageinspect.Image, _ string) []string { return SecretFindings(ix) },
 	"secret-looking content in the image layers",
 	"Remove it from the build context (.dockerignore) or the build step; a file deleted in a later layer still ships in the earlier one")
 

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
 )
 
 type file struct {
@@ -43,8 +44,8 @@ func layer(t *testing.T, files ...file) v1.Layer {
 	return l
 }
 
-// saved writes the image the way `docker save` does and indexes it like the checks do.
-func saved(t *testing.T, env []string, layers ...v1.Layer) *ImageFiles {
+// saved writes the image the way `docker save` does and reads it the way the checks do.
+func saved(t *testing.T, env []string, layers ...v1.Layer) *imageinspect.Image {
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	require.NoError(t, err)
 	cf, err := img.ConfigFile()
@@ -52,9 +53,9 @@ func saved(t *testing.T, env []string, layers ...v1.Layer) *ImageFiles {
 	cf.Config.Env = env
 	img, err = mutate.ConfigFile(img, cf)
 	require.NoError(t, err)
-	p := filepath.Join(t.TempDir(), "img.tar")
-	require.NoError(t, tarball.WriteToFile(p, name.MustParseReference("test/img:1"), img))
-	ix, err := IndexImage(p, "test/img:1", true)
+	var buf bytes.Buffer
+	require.NoError(t, tarball.Write(name.MustParseReference("test/img:1"), img, &buf))
+	ix, err := readSaved(&buf, true)
 	require.NoError(t, err)
 	// The sizes measured on the way are the image's own.
 	ls, err := img.Layers()
@@ -70,9 +71,8 @@ func saved(t *testing.T, env []string, layers ...v1.Layer) *ImageFiles {
 		require.NoError(t, err)
 		comp += c
 	}
-	require.NotNil(t, ix.Sizes)
-	assert.Equal(t, uncomp, ix.Sizes.Uncompressed)
-	assert.InDelta(t, comp, ix.Sizes.Compressed, float64(comp)*0.2+200, "gzip of the same tars")
+	assert.Equal(t, uncomp, ix.Uncompressed)
+	assert.InDelta(t, comp, ix.Compressed, float64(comp)*0.2+200, "gzip of the same tars")
 	return ix
 }
 
@@ -143,8 +143,8 @@ func TestBuildToolFindings(t *testing.T) {
 		// An opaque directory hides everything lower layers put in it.
 		layer(t, file{name: "build", dir: true}, file{name: "build/.wh..wh..opq"}, file{name: "build/ok.txt", body: "x"}),
 	)
-	assert.Contains(t, ix.Final, "/build/ok.txt")
-	assert.NotContains(t, ix.Final, "/build/bin/npm")
+	assert.Contains(t, ix.Files, "/build/ok.txt")
+	assert.NotContains(t, ix.Files, "/build/bin/npm")
 	f := BuildToolFindings(ix, "backend")
 	assert.Equal(t, []string{
 		"/opt/venv/bin/pip",

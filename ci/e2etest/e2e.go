@@ -259,7 +259,6 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		Runtime: "docker", ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
 		Images: refs, DockerCLI: c.Docker,
 	}
-	defer env.Close()
 	env.Prefetch(list)
 
 	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0, Images: tested}}

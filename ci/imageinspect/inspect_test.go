@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,10 +74,10 @@ func testImage(t *testing.T) (v1.Image, [][]byte) {
 		),
 	}
 	img := empty.Image
-	for _, r := range raw {
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(r)), nil })
+	for i, r := range raw {
+		l, err := tarball.LayerFromOpener(opener(r))
 		require.NoError(t, err)
-		img, err = mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "step " + string(rune('A'+len(raw)))}})
+		img, err = mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "step " + string(rune('A'+i))}})
 		require.NoError(t, err)
 	}
 	cf, err := img.ConfigFile()
@@ -90,6 +91,10 @@ func testImage(t *testing.T) (v1.Image, [][]byte) {
 	img, err = mutate.ConfigFile(img, cf)
 	require.NoError(t, err)
 	return img, raw
+}
+
+func opener(b []byte) tarball.Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 }
 
 func check(t *testing.T, got *Image, raw [][]byte) {
@@ -107,31 +112,31 @@ func check(t *testing.T, got *Image, raw [][]byte) {
 	}
 	assert.Equal(t, sumC, got.Compressed)
 	assert.Equal(t, sumU, got.Uncompressed)
-	assert.Equal(t, 6, got.Layers[0].Entries)
+	assert.Equal(t, "step A", got.Layers[0].CreatedBy)
+	assert.Equal(t, "step C", got.Layers[2].CreatedBy)
 
-	var paths []string
-	for _, f := range got.Files {
-		paths = append(paths, f.Path)
-	}
-	assert.Equal(t, []string{"/app", "/app/main.py", "/cache", "/cache/c", "/etc", "/etc/os-release"}, paths)
-	f, ok := got.File("/etc/os-release")
-	require.True(t, ok)
-	assert.Equal(t, int64(len("debian 12")), f.Size)
-	assert.Equal(t, 2, f.Layer)
-	app, ok := got.File("app/main.py")
-	require.True(t, ok)
+	// Every layer's entries, whiteout markers and later-deleted files included.
+	require.Len(t, got.Layers[0].Entries, 6)
+	assert.Equal(t, "/usr/bin/gcc", got.Layers[0].Entries[2].Path)
+	assert.Equal(t, "/usr/bin/.wh.gcc", got.Layers[1].Entries[0].Path)
+	assert.Equal(t, 1, got.Layers[1].Entries[0].Layer)
+
+	// The final filesystem: the whiteout removed gcc, the opaque directory
+	// hid a and b, the last layer's os-release won.
+	assert.Equal(t, []string{"/app", "/app/main.py", "/cache", "/cache/c", "/etc", "/etc/os-release"}, got.Paths())
+	assert.Equal(t, int64(len("debian 12")), got.Files["/etc/os-release"].Size)
+	app := got.Files["/app/main.py"]
 	assert.Equal(t, 1000, app.UID)
 	assert.True(t, app.IsRegular())
-	assert.Empty(t, got.Match("gcc*"), "whiteout removed the compiler")
-	assert.Len(t, got.Match("*.py"), 1)
-	assert.Len(t, got.Under("/cache"), 1)
+	assert.True(t, got.Files["/cache"].IsDir())
 
 	assert.Equal(t, "1000:1000", got.Config.Config.User)
 	assert.Equal(t, "/opt/venv/bin:/usr/bin", got.Env()["PATH"])
 	assert.Equal(t, 30*time.Second, got.Config.Config.Healthcheck.Interval)
 	assert.Contains(t, got.Config.Config.ExposedPorts, "8000/tcp")
-	assert.NotEmpty(t, got.Digest)
 }
+
+var all = Options{Sizes: SizesFromBlobs, Files: true, Entries: true}
 
 func TestDockerArchive(t *testing.T) {
 	img, raw := testImage(t)
@@ -139,11 +144,24 @@ func TestDockerArchive(t *testing.T) {
 	tag, err := name.NewTag("kidney_genetics_backend:latest")
 	require.NoError(t, err)
 	require.NoError(t, tarball.WriteToFile(p, tag, img))
-	got, err := Inspect(p)
+	got, err := ReadFile(p, all)
 	require.NoError(t, err)
 	check(t, got, raw)
-	want, _ := img.Digest()
-	assert.Equal(t, want.String(), got.Digest)
+
+	// `docker save` stores layers uncompressed: measured in the same pass,
+	// the sizes are go-containerregistry's own gzip of them, give or take.
+	measured, err := ReadFile(p, Options{Sizes: SizesMeasured, Files: true, Entries: true})
+	require.NoError(t, err)
+	check(t, measured, raw)
+	assert.InDelta(t, got.Compressed, measured.Compressed, float64(got.Compressed)*0.1+64)
+
+	// Asked for less, it reads less.
+	bare, err := ReadFile(p, Options{})
+	require.NoError(t, err)
+	assert.Nil(t, bare.Files)
+	assert.Nil(t, bare.Layers[0].Entries)
+	assert.Zero(t, bare.Compressed)
+	assert.Equal(t, got.Uncompressed, bare.Uncompressed)
 }
 
 func TestOCIArchive(t *testing.T) {
@@ -154,9 +172,92 @@ func TestOCIArchive(t *testing.T) {
 	require.NoError(t, lp.AppendImage(img))
 	p := filepath.Join(dir, "img.oci.tar")
 	tarDir(t, filepath.Join(dir, "layout"), p)
-	got, err := Inspect(p)
+	got, err := ReadFile(p, all)
 	require.NoError(t, err)
 	check(t, got, raw)
+}
+
+// A file or link that replaces a directory replaces its whole tree, and a
+// directory deleted by a whiteout takes its contents with it.
+func TestFinalFilesystemReplacements(t *testing.T) {
+	img := empty.Image
+	for _, es := range [][]entry{
+		{{name: "a/", dir: true}, {name: "a/x", body: "x"}, {name: "b/", dir: true}, {name: "b/y", body: "y"}},
+		{{name: "a", body: "now a file"}, {name: ".wh.b"}},
+	} {
+		l, err := tarball.LayerFromOpener(opener(layerTar(t, es...)))
+		require.NoError(t, err)
+		img, err = mutate.AppendLayers(img, l)
+		require.NoError(t, err)
+	}
+	got, err := Read(img, Options{Files: true})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/a"}, got.Paths())
+	assert.True(t, got.Files["/a"].IsRegular())
+}
+
+func TestScanSeesContentOfEveryLayer(t *testing.T) {
+	img, _ := testImage(t)
+	seen := map[string]string{}
+	got, err := Read(img, Options{Scan: func(p string, b []byte) []string {
+		seen[p] = string(b)
+		if strings.Contains(string(b), "debian") {
+			return []string{"mentions debian"}
+		}
+		return nil
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, "elf", seen["/usr/bin/gcc"], "deleted later, still scanned")
+	assert.Equal(t, "aaaa", seen["/cache/a"])
+	assert.Equal(t, []string{"mentions debian"}, got.Layers[0].Entries[1].Notes)
+	assert.Equal(t, []string{"mentions debian"}, got.Layers[2].Entries[2].Notes)
+	assert.Empty(t, got.Layers[2].Entries[1].Notes)
+}
+
+func TestLayoutByNameAndPlatform(t *testing.T) {
+	img, _ := testImage(t)
+	dir := t.TempDir()
+	lp, err := layout.Write(dir, empty.Index)
+	require.NoError(t, err)
+	require.NoError(t, lp.AppendImage(img, layout.WithAnnotations(map[string]string{RefNameAnnotation: "python"})))
+	// Another image, wrapped in a multi-platform index as registries serve them.
+	amd, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{Architecture: "amd64", OS: "linux", Config: v1.Config{Env: []string{"WHO=amd64"}}})
+	require.NoError(t, err)
+	arm, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{Architecture: "arm64", OS: "linux", Config: v1.Config{Env: []string{"WHO=arm64"}}})
+	require.NoError(t, err)
+	multi := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	require.NoError(t, lp.AppendIndex(multi, layout.WithAnnotations(map[string]string{RefNameAnnotation: "node"})))
+
+	py, desc, err := FromLayout(dir, "python", nil)
+	require.NoError(t, err)
+	want, _ := img.Digest()
+	assert.Equal(t, want, desc.Digest)
+	cf, err := py.ConfigFile()
+	require.NoError(t, err)
+	assert.Equal(t, "1000:1000", cf.Config.User)
+
+	node, desc, err := FromLayout(dir, "node", &v1.Platform{OS: "linux", Architecture: "amd64"})
+	require.NoError(t, err)
+	wantIdx, _ := multi.Digest()
+	assert.Equal(t, wantIdx, desc.Digest, "the index.json entry is what a build pins")
+	cf, err = node.ConfigFile()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"WHO=amd64"}, cf.Config.Env)
+
+	_, _, err = FromLayout(dir, "node", &v1.Platform{OS: "linux", Architecture: "riscv64"})
+	assert.ErrorContains(t, err, "no image for linux/riscv64")
+	_, _, err = FromLayout(dir, "nginx", nil)
+	assert.ErrorContains(t, err, `no image named "nginx"`)
+	assert.ErrorContains(t, err, `"node" "python"`)
+	_, _, err = FromLayout(dir, "", nil)
+	assert.ErrorContains(t, err, "2 images match")
+
+	// A damaged blob is reported as such.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "blobs", "sha256", wantIdx.Hex), []byte(`{"manifests":[]}`), 0o644))
+	_, _, err = FromLayout(dir, "node", &v1.Platform{OS: "linux", Architecture: "amd64"})
+	assert.ErrorContains(t, err, "is corrupt")
 }
 
 func TestNotAnImage(t *testing.T) {
@@ -166,11 +267,11 @@ func TestNotAnImage(t *testing.T) {
 	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "hello", Typeflag: tar.TypeReg}))
 	require.NoError(t, tw.Close())
 	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o644))
-	_, err := Inspect(p)
+	_, err := ReadFile(p, Options{})
 	assert.ErrorContains(t, err, "neither manifest.json")
 
 	require.NoError(t, os.WriteFile(p, []byte("not a tar at all, definitely not"), 0o644))
-	_, err = Inspect(p)
+	_, err = ReadFile(p, Options{})
 	assert.Error(t, err)
 }
 

@@ -1,16 +1,17 @@
 package llbgraph
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
@@ -31,7 +32,7 @@ type Layout struct {
 }
 
 // RefName is the image reference name annotation make-base-images.sh sets.
-const RefName = ocispecs.AnnotationRefName
+const RefName = imageinspect.RefNameAnnotation
 
 // DefaultBaseDir is where make-base-images.sh leaves the layouts.
 func DefaultBaseDir() string {
@@ -50,26 +51,18 @@ var ErrMissingLayout = errors.New("offline base image layout missing")
 func ReadLayout(baseDir string, kind spec.BaseKind, name string, platform ocispecs.Platform) (Layout, error) {
 	dir := filepath.Join(baseDir, name)
 	idxPath := filepath.Join(dir, "index.json")
-	dt, err := os.ReadFile(idxPath)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(idxPath); errors.Is(err, fs.ErrNotExist) {
 		return Layout{}, fmt.Errorf("%w: %s not found; run scripts/make-base-images.sh (or pass the directory holding the layouts with --base-cache)", ErrMissingLayout, idxPath)
 	}
+	img, desc, err := imageinspect.FromLayout(dir, name, &v1.Platform{OS: platform.OS, Architecture: platform.Architecture})
 	if err != nil {
-		return Layout{}, fmt.Errorf("reading base layout %s: %w", idxPath, err)
+		return Layout{}, fmt.Errorf("base image %s: %w; remake it with scripts/make-base-images.sh", name, err)
 	}
-	var idx ocispecs.Index
-	if err := json.Unmarshal(dt, &idx); err != nil {
-		return Layout{}, fmt.Errorf("%s is not an OCI index: %w; remake it with scripts/make-base-images.sh", idxPath, err)
-	}
-	desc, err := pickManifest(idx.Manifests, name)
+	cfg, err := img.RawConfigFile()
 	if err != nil {
-		return Layout{}, fmt.Errorf("%s: %w", idxPath, err)
+		return Layout{}, fmt.Errorf("base layout %s: %w", dir, err)
 	}
-	cfg, err := resolveConfig(dir, desc, platform)
-	if err != nil {
-		return Layout{}, fmt.Errorf("base layout %s: %w; remake it with scripts/make-base-images.sh", dir, err)
-	}
-	return Layout{Kind: kind, Dir: dir, StoreID: name, Digest: desc.Digest, Config: cfg}, nil
+	return Layout{Kind: kind, Dir: dir, StoreID: name, Digest: digest.Digest(desc.Digest.String()), Config: cfg}, nil
 }
 
 // ReadLayouts reads the layout of every offline base an image needs.
@@ -84,73 +77,4 @@ func ReadLayouts(baseDir string, img spec.Image, platform ocispecs.Platform) (ma
 		out[k] = l
 	}
 	return out, nil
-}
-
-// pickManifest prefers the entry annotated with the layout's own name, so
-// a layout that also holds other tags still resolves to the right image.
-func pickManifest(ms []ocispecs.Descriptor, name string) (ocispecs.Descriptor, error) {
-	for _, m := range ms {
-		if m.Annotations[RefName] == name {
-			return m, nil
-		}
-	}
-	if len(ms) == 1 {
-		return ms[0], nil
-	}
-	return ocispecs.Descriptor{}, fmt.Errorf("no manifest annotated %s=%s among %d entries", RefName, name, len(ms))
-}
-
-func readBlob(dir string, d digest.Digest) ([]byte, error) {
-	if err := d.Validate(); err != nil {
-		return nil, fmt.Errorf("bad digest %q: %w", d, err)
-	}
-	p := filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
-	dt, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", d, err)
-	}
-	if got := d.Algorithm().FromBytes(dt); got != d {
-		return nil, fmt.Errorf("blob %s is corrupt (content digest %s)", p, got)
-	}
-	return dt, nil
-}
-
-// resolveConfig follows an index (choosing platform) down to a manifest and
-// returns its config blob.
-func resolveConfig(dir string, desc ocispecs.Descriptor, platform ocispecs.Platform) ([]byte, error) {
-	for range 4 { // nested indexes are legal but never deep
-		dt, err := readBlob(dir, desc.Digest)
-		if err != nil {
-			return nil, err
-		}
-		var probe struct {
-			MediaType string                `json:"mediaType"`
-			Manifests []ocispecs.Descriptor `json:"manifests"`
-			Config    *ocispecs.Descriptor  `json:"config"`
-		}
-		if err := json.Unmarshal(dt, &probe); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
-		}
-		if probe.Config != nil {
-			return readBlob(dir, probe.Config.Digest)
-		}
-		next, ok := matchPlatform(probe.Manifests, platform)
-		if !ok {
-			return nil, fmt.Errorf("index %s has no image for %s/%s", desc.Digest, platform.OS, platform.Architecture)
-		}
-		desc = next
-	}
-	return nil, fmt.Errorf("index nesting too deep at %s", desc.Digest)
-}
-
-func matchPlatform(ms []ocispecs.Descriptor, p ocispecs.Platform) (ocispecs.Descriptor, bool) {
-	for _, m := range ms {
-		if m.Platform != nil && m.Platform.OS == p.OS && m.Platform.Architecture == p.Architecture {
-			return m, true
-		}
-	}
-	if len(ms) == 1 && ms[0].Platform == nil {
-		return ms[0], true
-	}
-	return ocispecs.Descriptor{}, false
 }

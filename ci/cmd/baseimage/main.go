@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/baseimage"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
 )
 
 // list is a repeatable string flag.
@@ -124,7 +125,7 @@ options (--env, --cmd, --entrypoint, --expose, --volume, --label) keep their ord
 	}
 	// Same image as before: leave the old layout alone, so builds reading it
 	// right now are not disturbed.
-	if _, desc, err := baseimage.FromLayout(*out, *refName); err == nil && desc.Digest == dgst {
+	if _, desc, err := imageinspect.FromLayout(*out, *refName, nil); err == nil && desc.Digest == dgst {
 		fmt.Fprintf(os.Stderr, "baseimage: %s unchanged (%s)\n", *out, dgst)
 		fmt.Println(dgst)
 		return nil
@@ -190,7 +191,7 @@ func digest(args []string) error {
 	if err != nil {
 		return err
 	}
-	_, desc, err := baseimage.FromLayout(dir, refName)
+	_, desc, err := imageinspect.FromLayout(dir, refName, nil)
 	if err != nil {
 		return err
 	}
@@ -203,10 +204,14 @@ func info(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := baseimage.Stats(dir, refName)
+	img, desc, err := imageinspect.FromLayout(dir, refName, nil)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("digest=%s compressed_bytes=%d uncompressed_bytes=%d layers=%d\n", st.Digest, st.Compressed, st.Uncompressed, st.Layers)
+	st, err := imageinspect.Read(img, imageinspect.Options{Sizes: imageinspect.SizesFromBlobs})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("digest=%s compressed_bytes=%d uncompressed_bytes=%d layers=%d\n", desc.Digest, st.Compressed, st.Uncompressed, len(st.Layers))
 	return nil
 }

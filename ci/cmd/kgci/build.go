@@ -144,7 +144,7 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 
 	var actual []budget.Actual
 	for _, r := range results {
-		info, err := imageinspect.Inspect(r.Tarball)
+		info, err := imageinspect.ReadFile(r.Tarball, imageinspect.Options{Sizes: imageinspect.SizesFromBlobs})
 		if err != nil {
 			return fmt.Errorf("inspecting %s: %w", r.Tarball, err)
 		}

@@ -71,7 +71,6 @@ the ones that need the Docker runtime (exec, inspect, throwaway containers) are
 	rctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	env := &checks.Env{Runtime: "docker", BackendURL: *backendURL, FrontendURL: *frontendURL, ResultsDir: *results}
-	defer env.Close()
 	var mu sync.Mutex
 	rs := checks.Run(rctx, list, env, func(r checks.Result) {
 		mu.Lock()

@@ -1,0 +1,344 @@
+package imageinspect
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+)
+
+// File is one tar entry: of a layer, or of the final filesystem.
+type File struct {
+	Path     string `json:"path"` // absolute, e.g. /app/app/main.py
+	Type     byte   `json:"type"` // tar type flag
+	Mode     int64  `json:"mode"`
+	UID      int    `json:"uid"`
+	GID      int    `json:"gid"`
+	Size     int64  `json:"size"`
+	Linkname string `json:"linkname,omitempty"`
+}
+
+// IsDir, IsRegular report the entry type.
+func (f File) IsDir() bool     { return f.Type == tar.TypeDir }
+func (f File) IsRegular() bool { return f.Type == tar.TypeReg || f.Type == tar.TypeRegA }
+
+// Entry is a File as one layer wrote it (whiteout markers included), with
+// what Options.Scan said of its content.
+type Entry struct {
+	File
+	Layer int      `json:"layer"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Layer is one filesystem layer.
+type Layer struct {
+	DiffID       string `json:"diff_id"`
+	Compressed   int64  `json:"compressed"` // 0 when Options.Sizes is SizesNone
+	Uncompressed int64  `json:"uncompressed"`
+	// CreatedBy is the history entry of the step that made the layer.
+	CreatedBy string  `json:"created_by,omitempty"`
+	Entries   []Entry `json:"-"`
+}
+
+// Image is what Read found.
+type Image struct {
+	Config v1.ConfigFile `json:"-"`
+	Layers []Layer       `json:"layers"`
+	// Totals over Layers.
+	Compressed   int64 `json:"compressed"`
+	Uncompressed int64 `json:"uncompressed"`
+	// Files is the filesystem a container sees, by absolute path (only with
+	// Options.Files).
+	Files map[string]File `json:"-"`
+}
+
+// SizeMode says how a layer's compressed size is learnt.
+type SizeMode int
+
+const (
+	// SizesNone leaves Compressed at 0.
+	SizesNone SizeMode = iota
+	// SizesFromBlobs asks the image for its blob sizes: free for images
+	// stored compressed (BuildKit's exporters, OCI layouts), but
+	// go-containerregistry gzips each layer to answer for a `docker save`
+	// archive, whose layers are stored uncompressed.
+	SizesFromBlobs
+	// SizesMeasured gzips each layer (BestSpeed, within 1% of the blobs
+	// BuildKit writes) as it is read anyway: the way to size a `docker save`
+	// archive in the same pass.
+	SizesMeasured
+)
+
+// ScanLimit is the largest file whose content Options.Scan sees.
+const ScanLimit = 1 << 20
+
+// Options say how much of the image to read.
+type Options struct {
+	Sizes SizeMode
+	// Files asks for the final filesystem (Image.Files).
+	Files bool
+	// Entries keeps every layer's entries (Layer.Entries).
+	Entries bool
+	// Scan, when set, sees the content of every regular file of up to
+	// ScanLimit bytes in every layer; what it returns becomes the entry's
+	// Notes. Implies Entries.
+	Scan func(path string, content []byte) []string
+}
+
+// ReadFile opens the tarball at p (see OpenFile) and reads it.
+func ReadFile(p string, opt Options) (*Image, error) {
+	img, closeImg, err := OpenFile(p)
+	if err != nil {
+		return nil, err
+	}
+	defer closeImg()
+	out, err := Read(img, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return out, nil
+}
+
+// Read reads img in one pass over its layers: each layer's tar is streamed
+// once, to mutate.Extract when the final filesystem is wanted, and on the
+// way to the entry scanner and the size counters.
+func Read(img v1.Image, opt Options) (*Image, error) {
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading the image config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("listing layers: %w", err)
+	}
+	out := &Image{Config: *cfg, Layers: make([]Layer, len(layers))}
+	// History entries without a layer do not count.
+	var createdBy []string
+	for _, h := range cfg.History {
+		if !h.EmptyLayer {
+			createdBy = append(createdBy, h.CreatedBy)
+		}
+	}
+	taps := make([]*tap, len(layers))
+	wrapped := make([]v1.Layer, len(layers))
+	for i, l := range layers {
+		taps[i] = &tap{Layer: l, index: i, opt: opt}
+		wrapped[i] = taps[i]
+	}
+	if opt.Files {
+		// mutate.Extract reads the layers top down and applies the whiteouts.
+		rc := mutate.Extract(tapped{Image: img, layers: wrapped})
+		out.Files, err = finalFiles(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading the final filesystem: %w", err)
+		}
+	} else {
+		for _, t := range taps {
+			rc, err := t.Uncompressed()
+			if err != nil {
+				return nil, fmt.Errorf("layer %d: %w", t.index, err)
+			}
+			_, err = io.Copy(io.Discard, rc)
+			if cerr := rc.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return nil, fmt.Errorf("layer %d: %w", t.index, err)
+			}
+		}
+	}
+	for i, t := range taps {
+		if !t.done {
+			return nil, fmt.Errorf("layer %d was never read", i)
+		}
+		if t.err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, t.err)
+		}
+		li := t.result
+		if i < len(cfg.RootFS.DiffIDs) {
+			li.DiffID = cfg.RootFS.DiffIDs[i].String()
+		}
+		if i < len(createdBy) {
+			li.CreatedBy = createdBy[i]
+		}
+		if opt.Sizes == SizesFromBlobs {
+			if li.Compressed, err = layers[i].Size(); err != nil {
+				return nil, fmt.Errorf("layer %d size: %w", i, err)
+			}
+		}
+		out.Layers[i] = li
+		out.Compressed += li.Compressed
+		out.Uncompressed += li.Uncompressed
+	}
+	return out, nil
+}
+
+// tapped is img with its layers wrapped, for mutate.Extract.
+type tapped struct {
+	v1.Image
+	layers []v1.Layer
+}
+
+func (t tapped) Layers() ([]v1.Layer, error) { return t.layers, nil }
+
+// tap is a layer whose uncompressed stream, as it is read, also feeds the
+// entry scanner and the counters; Close finishes the layer's figures.
+type tap struct {
+	v1.Layer
+	index  int
+	opt    Options
+	done   bool
+	err    error
+	result Layer
+}
+
+func (t *tap) Uncompressed() (io.ReadCloser, error) {
+	rc, err := t.Layer.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	var zw *gzip.Writer
+	cw := &counter{}
+	sinks := []io.Writer{pw}
+	if t.opt.Sizes == SizesMeasured {
+		zw, _ = gzip.NewWriterLevel(cw, gzip.BestSpeed)
+		sinks = append(sinks, zw)
+	}
+	n := &counter{}
+	sinks = append(sinks, n)
+	scanned := make(chan []Entry, 1)
+	scanErr := make(chan error, 1)
+	go func() {
+		es, err := t.scan(pr)
+		// Whatever follows the end-of-archive blocks is the layer's too.
+		_, _ = io.Copy(io.Discard, pr)
+		scanned <- es
+		scanErr <- err
+	}()
+	return &tapReader{
+		Reader: io.TeeReader(rc, io.MultiWriter(sinks...)),
+		close: func() error {
+			// The reader may stop at the end-of-archive marker: the rest counts too.
+			_, derr := io.Copy(io.MultiWriter(sinks...), rc)
+			cerr := rc.Close()
+			pw.Close()
+			es, serr := <-scanned, <-scanErr
+			t.done = true
+			t.result.Uncompressed = n.n
+			if zw != nil {
+				zw.Close()
+				t.result.Compressed = cw.n
+			}
+			if t.opt.Entries || t.opt.Scan != nil {
+				t.result.Entries = es
+			}
+			t.err = errors.Join(derr, cerr, serr)
+			return t.err
+		},
+	}, nil
+}
+
+type tapReader struct {
+	io.Reader
+	close  func() error
+	closed bool
+}
+
+func (r *tapReader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.close()
+}
+
+func (t *tap) scan(r io.Reader) ([]Entry, error) {
+	if !t.opt.Entries && t.opt.Scan == nil {
+		return nil, nil
+	}
+	tr := tar.NewReader(r)
+	var out []Entry
+	var buf []byte
+	if t.opt.Scan != nil {
+		buf = make([]byte, ScanLimit)
+	}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		e := Entry{File: fileOf(h), Layer: t.index}
+		if t.opt.Scan != nil && h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size <= ScanLimit {
+			n, err := io.ReadFull(tr, buf[:h.Size])
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", e.Path, err)
+			}
+			e.Notes = t.opt.Scan(e.Path, buf[:n])
+		}
+		out = append(out, e)
+	}
+}
+
+func fileOf(h *tar.Header) File {
+	return File{
+		Path: path.Clean("/" + h.Name), Type: h.Typeflag, Mode: h.Mode,
+		UID: h.Uid, GID: h.Gid, Size: h.Size, Linkname: h.Linkname,
+	}
+}
+
+func finalFiles(r io.Reader) (map[string]File, error) {
+	tr := tar.NewReader(r)
+	out := map[string]File{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		f := fileOf(h)
+		if f.Path != "/" {
+			out[f.Path] = f
+		}
+	}
+}
+
+type counter struct{ n int64 }
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// Paths returns the final filesystem's paths, sorted.
+func (i *Image) Paths() []string {
+	out := make([]string, 0, len(i.Files))
+	for p := range i.Files {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Env returns the config's environment as a map.
+func (i *Image) Env() map[string]string {
+	m := map[string]string{}
+	for _, e := range i.Config.Config.Env {
+		k, v, _ := strings.Cut(e, "=")
+		m[k] = v
+	}
+	return m
+}
