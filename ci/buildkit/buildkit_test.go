@@ -69,7 +69,7 @@ func smallImage(name string) spec.Image {
 				spec.Run{Args: []string{"sh", "-c", "echo ${STEP_ONLY:-unset} > later-env"}},
 			}},
 			{Name: "final", Base: spec.BasePython, Ops: []spec.Op{
-				spec.CopyStage{Stage: "build", From: "/w", To: "/app", Owner: "1000:1000"},
+				spec.CopyStage{Stage: "build", From: "/w", To: "/app", Owner: "1000:1000", Dir: true},
 				spec.CopySrc{From: "data/keep.txt", To: "/etc/kept.txt"},
 			}},
 		},

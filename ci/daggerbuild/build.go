@@ -219,13 +219,12 @@ func apply(c *dagger.Client, ctr *dagger.Container, op spec.Op, s *stageState, s
 	case spec.Env:
 		s.env[op.Key] = op.Value
 		return ctr.WithEnvVariable(op.Key, op.Value), nil
+	// The copy ops' one meaning (spec.CopySrc): a directory's contents
+	// into To, or one file at To, with the owner; modes are the source's.
 	case spec.CopySrc:
-		from := strings.TrimSuffix(op.From, "/")
+		from := op.SourcePath()
 		if op.Dir {
 			return ctr.WithDirectory(op.To, in.Source.Directory(from), dagger.ContainerWithDirectoryOpts{Owner: op.Owner, Exclude: op.Exclude}), nil
-		}
-		if len(op.Exclude) > 0 {
-			return nil, fmt.Errorf("copy of the file %s has exclude patterns; they only make sense for a directory (set Dir)", op.From)
 		}
 		return ctr.WithFile(op.To, in.Source.File(from), dagger.ContainerWithFileOpts{Owner: op.Owner}), nil
 	case spec.CopyStage:
@@ -233,9 +232,10 @@ func apply(c *dagger.Client, ctr *dagger.Container, op spec.Op, s *stageState, s
 		if !ok {
 			return nil, fmt.Errorf("copy from stage %q, which is not an earlier stage", op.Stage)
 		}
-		// Every CopyStage in ci/spec copies a directory's contents (the
-		// venv, dist/), as BuildKit's copy of a directory does.
-		return ctr.WithDirectory(op.To, from.Directory(op.From), dagger.ContainerWithDirectoryOpts{Owner: op.Owner}), nil
+		if op.Dir {
+			return ctr.WithDirectory(op.To, from.Directory(op.From), dagger.ContainerWithDirectoryOpts{Owner: op.Owner}), nil
+		}
+		return ctr.WithFile(op.To, from.File(op.From), dagger.ContainerWithFileOpts{Owner: op.Owner}), nil
 	case spec.CopyImage:
 		return ctr.WithFile(op.To, c.Container().From(op.Ref).File(op.From)), nil
 	case spec.Run:

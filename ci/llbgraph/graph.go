@@ -108,13 +108,13 @@ func apply(st llb.State, o spec.Op, name string, src llb.State, stages map[strin
 	case spec.Run:
 		return run(st, o, name, in), nil
 	case spec.CopySrc:
-		return copySrc(st, o, name, src)
+		return copySrc(st, o, name, src), nil
 	case spec.CopyStage:
 		from, ok := stages[o.Stage]
 		if !ok {
 			return llb.State{}, fmt.Errorf("copy from unknown stage %q", o.Stage)
 		}
-		return copyStage(st, o, name, from)
+		return copyStage(st, o, name, from), nil
 	case spec.CopyImage:
 		return copyImage(st, o, name, in), nil
 	case spec.Env:
@@ -215,21 +215,18 @@ func workdir(st llb.State, w spec.Workdir, name string) llb.State {
 	return st.File(llb.Mkdir(w.Path, 0o755, llb.WithParents(true)), llb.WithCustomName(name+" WORKDIR "+w.Path))
 }
 
-func copyInfo(owner string, from string) (*llb.CopyInfo, error) {
+// copyInfo is the one meaning of spec's copy ops (see spec.CopySrc):
+// a directory's contents, or one file, at the destination, parents
+// created, no wildcards; the owner is already validated.
+func copyInfo(owner string, dir bool) *llb.CopyInfo {
 	ci := &llb.CopyInfo{
-		CreateDestPath: true,
-		// COPY semantics: a directory's contents land in the destination.
-		CopyDirContentsOnly: true,
-		AllowWildcard:       hasGlob(from),
+		CreateDestPath:      true,
+		CopyDirContentsOnly: dir,
 	}
 	if owner != "" {
-		uid, gid, ok := strings.Cut(owner, ":")
-		if !ok || uid == "" || gid == "" {
-			return nil, fmt.Errorf("owner %q: want \"uid:gid\"", owner)
-		}
 		ci.ChownOpt = chown(owner)
 	}
-	return ci, nil
+	return ci
 }
 
 func chown(owner string) *llb.ChownOpt {
@@ -238,36 +235,22 @@ func chown(owner string) *llb.ChownOpt {
 	return co.ChownOpt
 }
 
-func hasGlob(p string) bool { return strings.ContainsAny(p, "*?[") }
-
-func copySrc(st llb.State, c spec.CopySrc, name string, src llb.State) (llb.State, error) {
-	ci, err := copyInfo(c.Owner, c.From)
-	if err != nil {
-		return llb.State{}, err
-	}
+func copySrc(st llb.State, c spec.CopySrc, name string, src llb.State) llb.State {
+	ci := copyInfo(c.Owner, c.Dir)
 	ci.ExcludePatterns = c.Exclude
-	from := "/" + cleanRel(c.From)
-	return st.File(llb.Copy(src, from, c.To, ci), llb.WithCustomName(fmt.Sprintf("%s COPY %s %s", name, cleanRel(c.From), c.To))), nil
+	from := c.SourcePath()
+	return st.File(llb.Copy(src, "/"+from, c.To, ci), llb.WithCustomName(fmt.Sprintf("%s COPY %s %s", name, from, c.To)))
 }
 
-func copyStage(st llb.State, c spec.CopyStage, name string, from llb.State) (llb.State, error) {
-	ci, err := copyInfo(c.Owner, c.From)
-	if err != nil {
-		return llb.State{}, err
-	}
-	return st.File(llb.Copy(from, c.From, c.To, ci), llb.WithCustomName(fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Stage, c.From, c.To))), nil
+func copyStage(st llb.State, c spec.CopyStage, name string, from llb.State) llb.State {
+	return st.File(llb.Copy(from, c.From, c.To, copyInfo(c.Owner, c.Dir)), llb.WithCustomName(fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Stage, c.From, c.To)))
 }
 
 func copyImage(st llb.State, c spec.CopyImage, name string, in Inputs) llb.State {
 	// Only files are taken from it: its config (env, workdir) is not
 	// needed, so no metadata round trip to the registry.
 	img := llb.Image(c.Ref, llb.Platform(in.platform()))
-	ci, _ := copyInfo("", c.From)
-	return st.File(llb.Copy(img, c.From, c.To, ci), llb.WithCustomName(fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Ref, c.From, c.To)))
-}
-
-func cleanRel(p string) string {
-	return strings.TrimPrefix(path.Clean("/"+p), "/")
+	return st.File(llb.Copy(img, c.From, c.To, copyInfo("", false)), llb.WithCustomName(fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Ref, c.From, c.To)))
 }
 
 // Source is the repository root as the image needs it: only the paths its
@@ -298,7 +281,7 @@ func SourcePatterns(img spec.Image) (include, exclude []string) {
 			if !ok {
 				continue
 			}
-			from := cleanRel(c.From)
+			from := c.SourcePath()
 			incSet[from] = true
 			for _, e := range c.Exclude {
 				excSet[path.Join(from, e)] = true

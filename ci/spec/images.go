@@ -110,7 +110,7 @@ func Backend(o Options) Image {
 		// docker-clean) stay in the cache mounts, out of the layer.
 		Run{Args: []string{"sh", "-c", "apt-get update && apt-get install -y --no-install-recommends curl"}, Caches: aptCaches},
 		Run{Args: []string{"sh", "-c", fmt.Sprintf("groupadd -r -g %d kidney-api && useradd -r -u %d -g kidney-api -m -s /bin/bash kidney-api", BackendUID, BackendUID)}},
-		CopyStage{Stage: "builder", From: "/opt/venv", To: "/opt/venv"},
+		CopyStage{Stage: "builder", From: "/opt/venv", To: "/opt/venv", Dir: true},
 		CopySrc{From: "backend/app", To: "/app/app", Dir: true, Owner: owner, Exclude: []string{"**/__pycache__", "**/*.pyc"}},
 	}}
 	if o.Profile != Offline {
@@ -172,7 +172,7 @@ func Frontend(o Options) Image {
 	}}
 	uid := fmt.Sprintf("%d:%d", FrontendUID, FrontendUID)
 	runtime := Stage{Name: "runtime", Base: BaseNginx, Ops: []Op{
-		CopyStage{Stage: "builder", From: "/src/dist", To: "/usr/share/nginx/html"},
+		CopyStage{Stage: "builder", From: "/src/dist", To: "/usr/share/nginx/html", Dir: true},
 		CopySrc{From: "nginx/nginx.prod.conf", To: "/etc/nginx/nginx.conf"},
 		CopySrc{From: "scripts/docker-entrypoint.sh", To: "/usr/local/bin/kidney-entrypoint.sh"},
 		// Only env-config.js is writable by nginx: the entrypoint rewrites

@@ -6,7 +6,10 @@ package spec
 
 import (
 	"fmt"
+	"path"
+	"regexp"
 	"sort"
+	"strings"
 )
 
 // Profile selects where base images and packages come from. The stages,
@@ -123,29 +126,69 @@ type Cache struct {
 	Locked bool // exclusive use (apt's lock files do not tolerate sharing)
 }
 
-// CopySrc copies from the repository source. From is relative to the
-// repository root; a trailing slash is not significant.
+// CopySrc copies from the repository source (the build context). From is
+// relative to the repository root and stays inside it.
+//
+// CopySrc and CopyStage have one meaning, which both translators
+// implement and TestTranslatorsAgree (ci/spec) checks on a small
+// synthetic image:
+//
+//   - Dir says whether From is a directory or one file. It is stated, not
+//     derived, because neither translator can look: the LLB graph is
+//     marshaled without reading the build context, an earlier stage's
+//     files do not exist until it is built, and Dagger's API must be told
+//     File or Directory before anything is evaluated.
+//   - Dir false: From is one file and lands at To, which names the file
+//     itself (Dockerfile `COPY a.txt /dest/b.txt`). To must not be an
+//     existing directory: both engines would then put the file inside it.
+//   - Dir true: the contents of From go into the directory To, not From
+//     itself (Dockerfile `COPY dir/ /dest/`): From/x lands at To/x. To is
+//     created if missing; what To already holds stays unless the copy
+//     writes the same path, which it replaces.
+//   - To is absolute. Missing parent directories of To are created.
+//   - From names a path, never a pattern: no wildcards (*?[), since Dagger
+//     takes a path; a trailing slash is not significant.
+//   - Owner is numeric "uid:gid", both given, so that it means the same
+//     without an /etc/passwd lookup in either engine. Set, every copied
+//     file and directory, To included, gets it. Empty, ownership is the
+//     source's: files from the repository arrive owned by 0:0, files from
+//     a stage keep the owner they have there.
+//   - Permission bits are the source's; no copy changes a mode.
+//   - Exclude (CopySrc with Dir only) lists patterns relative to From, in
+//     .dockerignore syntax; matching paths are not copied (ci/llbgraph
+//     does not even send them). CopyStage has none: a stage shapes its
+//     own output.
+//
+// Image.Validate refuses a copy outside this meaning.
 type CopySrc struct {
 	From    string
 	To      string
-	Owner   string // "uid:gid", empty means root
+	Owner   string // "uid:gid", empty keeps the source's (0:0)
 	Dir     bool   // From is a directory whose contents go into To
 	Exclude []string
 }
 
-// CopyStage copies a path out of an earlier stage of the same image.
+// CopyStage copies from an earlier stage of the same image. From is an
+// absolute path in that stage; otherwise the meaning is CopySrc's.
 type CopyStage struct {
 	Stage string
 	From  string
 	To    string
-	Owner string
+	Owner string // "uid:gid", empty keeps the owner the files have in Stage
+	Dir   bool   // From is a directory whose contents go into To
 }
 
-// CopyImage copies a path out of another image (e.g. the uv binary).
+// CopyImage copies one file out of another image (e.g. the uv binary) to
+// To, as a file CopySrc does, ownership and mode kept.
 type CopyImage struct {
 	Ref  string
 	From string
 	To   string
+}
+
+// SourcePath is From as a clean path relative to the repository root.
+func (c CopySrc) SourcePath() string {
+	return strings.TrimPrefix(path.Clean("/"+c.From), "/")
 }
 
 // Env sets a variable for later steps of the stage.
@@ -232,9 +275,16 @@ func (i Image) Validate() error {
 				if len(o.Args) == 0 {
 					return fmt.Errorf("image %s stage %s op %d: empty command", i.Name, s.Name, n)
 				}
+			case CopySrc:
+				if err := o.check(); err != nil {
+					return fmt.Errorf("image %s stage %s op %d: %w", i.Name, s.Name, n, err)
+				}
 			case CopyStage:
 				if !seen[o.Stage] {
 					return fmt.Errorf("image %s stage %s op %d: copies from stage %q, which is not an earlier stage", i.Name, s.Name, n, o.Stage)
+				}
+				if err := o.check(); err != nil {
+					return fmt.Errorf("image %s stage %s op %d: %w", i.Name, s.Name, n, err)
 				}
 			}
 		}
@@ -242,6 +292,45 @@ func (i Image) Validate() error {
 	}
 	if i.Config.User == "" || i.Config.User == "root" || i.Config.User == "0" {
 		return fmt.Errorf("image %s: runtime user must be a non-root user, got %q", i.Name, i.Config.User)
+	}
+	return nil
+}
+
+var numericOwner = regexp.MustCompile(`^[0-9]+:[0-9]+$`)
+
+// checkCopy refuses what the copy ops' meaning (above CopySrc) leaves out.
+func checkCopy(from, to, owner string) error {
+	if strings.ContainsAny(from, "*?[") {
+		return fmt.Errorf("copy from %q: wildcards are not supported; name the file or directory", from)
+	}
+	if !path.IsAbs(to) {
+		return fmt.Errorf("copy to %q: the destination must be an absolute path", to)
+	}
+	if owner != "" && !numericOwner.MatchString(owner) {
+		return fmt.Errorf("owner %q: want \"uid:gid\", both numeric", owner)
+	}
+	return nil
+}
+
+func (c CopySrc) check() error {
+	if err := checkCopy(c.From, c.To, c.Owner); err != nil {
+		return err
+	}
+	if up := path.Clean(c.From); c.From == "" || path.IsAbs(c.From) || c.SourcePath() == "" || up == ".." || strings.HasPrefix(up, "../") {
+		return fmt.Errorf("copy from %q: want a path relative to the repository root, inside it", c.From)
+	}
+	if !c.Dir && len(c.Exclude) > 0 {
+		return fmt.Errorf("copy of the file %s has exclude patterns; they only make sense for a directory (set Dir)", c.From)
+	}
+	return nil
+}
+
+func (c CopyStage) check() error {
+	if err := checkCopy(c.From, c.To, c.Owner); err != nil {
+		return err
+	}
+	if !path.IsAbs(c.From) {
+		return fmt.Errorf("copy from stage %s path %q: want an absolute path", c.Stage, c.From)
 	}
 	return nil
 }
