@@ -90,11 +90,6 @@ func TestEventsURL(t *testing.T) {
 	assert.Equal(t, "wss://db.example/ws/events", got)
 }
 
-func TestAcceptKey(t *testing.T) {
-	// The example from RFC 6455 section 1.3.
-	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", AcceptKey("dGhlIHNhbXBsZSBub25jZQ=="))
-}
-
 func TestParseProcStatus(t *testing.T) {
 	p, err := ParseProcStatus("Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t7\nUid:\t101\t101\t101\t101\nGid:\t101\t101\t101\t101\n" +
 		"CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\n")
