@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/workflow"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
@@ -250,7 +251,7 @@ func terminals(mod *workflow.Module, first *workflow.Call) []string {
 		}
 		slices.Sort(fields)
 		for _, f := range fields {
-			out = append(out, shellQuote(append(slices.Clone(ctor), name, f, "terminal")))
+			out = append(out, dockerstack.ShellQuote(append(slices.Clone(ctor), name, f, "terminal")...))
 		}
 	}
 	return out
@@ -316,7 +317,7 @@ func checkDaggerCLI(ctx context.Context, want string, stderr io.Writer) error {
 // It returns the index of the step that failed, or -1.
 func runSteps(ctx context.Context, steps []step, stdout, stderr io.Writer) (int, error) {
 	for i, s := range steps {
-		fmt.Fprintf(stdout, "\n==> %s: %s\n", s.Name, shellQuote(s.Argv))
+		fmt.Fprintf(stdout, "\n==> %s: %s\n", s.Name, dockerstack.ShellQuote(s.Argv...))
 		cmd := exec.CommandContext(ctx, s.Argv[0], s.Argv[1:]...)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = s.Dir, stdout, stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -326,7 +327,7 @@ func runSteps(ctx context.Context, steps []step, stdout, stderr io.Writer) (int,
 			if ctx.Err() != nil {
 				return -1, ctx.Err()
 			}
-			return i, fmt.Errorf("step %q failed: %s: %w", s.Name, shellQuote(s.Argv), err)
+			return i, fmt.Errorf("step %q failed: %s: %w", s.Name, dockerstack.ShellQuote(s.Argv...), err)
 		}
 	}
 	return -1, nil
@@ -389,14 +390,14 @@ func printHints(w io.Writer, failed step, engine string, terminals []string) {
 	fmt.Fprintln(w, "\nTo dig in:")
 	if engine == "local" {
 		fmt.Fprintln(w, "  - service logs: logs/<service>.log in the results directory above")
-		fmt.Fprintf(w, "  - rerun the failed command in a checkout of that commit:\n      %s\n", shellQuote(failed.Argv))
+		fmt.Fprintf(w, "  - rerun the failed command in a checkout of that commit:\n      %s\n", dockerstack.ShellQuote(failed.Argv...))
 		fmt.Fprintln(w, "  - with Dagger installed, --engine dagger reruns the exact dagger calls")
 		return
 	}
 	// -i opens a terminal in the container of the failing exec; with
 	// --allow-failure nothing fails, so it is dropped here.
 	args := slices.DeleteFunc(slices.Clone(failed.Argv[4:]), func(a string) bool { return a == "--allow-failure" })
-	fmt.Fprintf(w, "  - open a terminal in the container where it fails:\n      %s\n", shellQuote(append([]string{"dagger", "call", "-i"}, args...)))
+	fmt.Fprintf(w, "  - open a terminal in the container where it fails:\n      %s\n", dockerstack.ShellQuote(append([]string{"dagger", "call", "-i"}, args...)...))
 	if len(terminals) > 0 {
 		fmt.Fprintln(w, "  - a shell in a built image:")
 		for _, t := range terminals {
@@ -404,18 +405,6 @@ func printHints(w io.Writer, failed step, engine string, terminals []string) {
 		}
 	}
 	fmt.Fprintln(w, "  - list the module's functions: dagger functions; more detail: add --debug")
-}
-
-func shellQuote(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
-			q[i] = a
-		} else {
-			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(q, " ")
 }
 
 // results.json as ci/report writes it (schema kgci.e2e.results/v1); only
