@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +26,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
@@ -349,25 +349,11 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 }
 
 // DockerLoad loads a docker-format tarball into the engine at dockerHost
-// (empty: DOCKER_HOST as set). KGCI_DOCKER overrides the docker binary.
+// (empty: DOCKER_HOST as set) with dockerstack's docker client.
+// TODO(issue 12): kgci build can call dockerstack directly; this stays only
+// until ci/cmd/kgci/build.go, being edited elsewhere, is updated.
 func DockerLoad(ctx context.Context, dockerHost, tarball string) error {
-	bin := os.Getenv("KGCI_DOCKER")
-	if bin == "" {
-		bin = "docker"
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		return fmt.Errorf("docker CLI %q not found: install docker.io (scripts/deps) or set KGCI_DOCKER", bin)
-	}
-	cmd := exec.CommandContext(ctx, bin, "load", "-i", tarball)
-	cmd.Env = os.Environ()
-	if dockerHost != "" {
-		cmd.Env = append(cmd.Env, "DOCKER_HOST="+dockerHost)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("docker load -i %s: %w: %s; is dockerd running (scripts/engines/dockerd.sh start) and DOCKER_HOST set?", tarball, err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return (&dockerstack.Docker{Bin: os.Getenv("KGCI_DOCKER"), Host: dockerHost}).Load(ctx, tarball)
 }
 
 // registryHint turns the upstream profile's most common failure on a

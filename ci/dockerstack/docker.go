@@ -181,6 +181,14 @@ func (d *Docker) ExecArgs(ctx context.Context, flags []string, container string,
 	return res, fmt.Errorf("docker exec %s: %w", container, err)
 }
 
+// Load loads a docker-archive tarball into the engine.
+func (d *Docker) Load(ctx context.Context, tarball string) error {
+	if _, err := d.Run(ctx, "load", "-q", "-i", tarball); err != nil {
+		return fmt.Errorf("%w; is dockerd running (scripts/engines/dockerd.sh start) and DOCKER_HOST set?", err)
+	}
+	return nil
+}
+
 // Ping fails with a message saying how to start an engine when none answers.
 func (d *Docker) Ping(ctx context.Context) (string, error) {
 	v, err := d.Run(ctx, "version", "--format", "{{.Server.Version}}")
