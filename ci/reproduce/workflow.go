@@ -1,8 +1,7 @@
-// Package workflow reads the `dagger call` steps out of a GitHub Actions
-// workflow and checks them against the Dagger module's Go source, so that
-// the workflow, `kgci reproduce` and main.go cannot silently disagree about
-// which function CI runs with which arguments.
-package workflow
+package reproduce
+
+// The workflow side: the `dagger call` steps of a GitHub Actions workflow,
+// as the Dagger action hands them to the dagger CLI.
 
 import (
 	"fmt"
