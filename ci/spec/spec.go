@@ -103,7 +103,6 @@ type Op interface{ op() }
 type Run struct {
 	Args []string
 	Env  []KV
-	Dir  string
 	// Caches are persistent cache mounts (package manager caches). They
 	// never end up in an image layer.
 	Caches []Cache
@@ -199,19 +198,6 @@ type Image struct {
 	Tag    string // local tag, e.g. kidney_genetics_backend:latest
 	Stages []Stage
 	Config Config
-}
-
-// Final is the runtime stage.
-func (i Image) Final() Stage { return i.Stages[len(i.Stages)-1] }
-
-// Stage returns the stage called name.
-func (i Image) Stage(name string) (Stage, bool) {
-	for _, s := range i.Stages {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Stage{}, false
 }
 
 // Validate catches description mistakes before any engine is involved:
