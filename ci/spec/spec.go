@@ -6,7 +6,6 @@ package spec
 
 import (
 	"fmt"
-	"sort"
 )
 
 // Profile selects where base images and packages come from. The stages,
@@ -242,14 +241,4 @@ func Labels(revision, created, title string) map[string]string {
 		"org.opencontainers.image.source":   "https://github.com/kidney-genetics/kidney-genetics-db",
 		"org.opencontainers.image.licenses": "MIT",
 	}
-}
-
-// SortedKeys is a small helper for deterministic iteration over labels.
-func SortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
