@@ -9,8 +9,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/daggerbuild"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/daggerrun"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 	"github.com/kidney-genetics/kidney-genetics-db/internal/dagger"
 )
@@ -353,7 +352,7 @@ func (m *KidneyGenetics) Publish(
 
 func (m *KidneyGenetics) test(ctx context.Context, c *sdk.Client, runID string) (*daggerrun.Tested, error) {
 	if runID == "" {
-		runID = randomID()
+		runID = dockerstack.NewRunID()
 	}
 	in, err := m.inputs(ctx, c)
 	if err != nil {
@@ -418,12 +417,4 @@ func loadDirectory(ctx context.Context, d *sdk.Directory) (*dagger.Directory, er
 		return nil, err
 	}
 	return dag.LoadDirectoryFromID(dagger.DirectoryID(id)), nil
-}
-
-func randomID() string {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }

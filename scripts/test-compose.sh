@@ -2,9 +2,10 @@
 # Brings the production compose file up for real, with the test overlay, on
 # the images `kgci build --load` made, and checks what a person deploying it
 # would check first: the health-check chain (postgres -> backend -> frontend)
-# completes, the published test ports answer, the frontend proxies the API.
-# kgci test-e2e runs its own topology from the same file's settings; this
-# proves the file itself works with docker-compose. Everything it creates is
+# completes, and `kgci check` passes on the published test ports (health,
+# proxying, WebSocket, gzip: the URL checks of kgci test-e2e). kgci test-e2e
+# runs its own topology from the same file's settings; this proves the file
+# itself works with docker-compose. Everything it creates is
 # removed on exit (containers, networks, the named volume).
 #
 #   DOCKER_HOST=unix:///run/kgci/docker.sock bash scripts/test-compose.sh [--profile offline|upstream]
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 profile=offline
 [ "${1:-}" = --profile ] && profile=${2:?--profile needs a value}
+command -v go >/dev/null || { echo "test-compose: go not found (it runs kgci check)" >&2; exit 1; }
 command -v docker-compose >/dev/null || { echo "test-compose: docker-compose not found; apt-get install docker-compose (scripts/deps/e2e.apt)" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "test-compose: no Docker engine at ${DOCKER_HOST:-the default socket}; start one with scripts/engines/dockerd.sh start and export DOCKER_HOST" >&2; exit 1; }
 for img in kidney_genetics_backend:latest kidney_genetics_frontend:latest; do
@@ -72,8 +74,11 @@ for c in kidney_genetics_postgres kidney_genetics_backend kidney_genetics_fronte
   ok "$c healthy after $(( $(date +%s) - start ))s"
 done
 
-body=$(curl -fsS http://127.0.0.1:8080/health) && [[ $body == *'"status":"healthy"'* ]] && ok "frontend /health on 127.0.0.1:8080" || bad "frontend /health: $body"
-body=$(curl -fsS http://127.0.0.1:8080/api/health) && [[ $body == *'"database":"connected"'* ]] && ok "/api/health through nginx: $body" || bad "/api/health through nginx: $body"
+if go run ./ci/cmd/kgci check --backend-url http://127.0.0.1:8001 --frontend-url http://127.0.0.1:8080 --results "$work/kgci-check"; then
+  ok "kgci check on the published ports 8001 and 8080"
+else
+  bad "kgci check on the published ports 8001 and 8080"
+fi
 body=$(curl -fsS http://127.0.0.1:8001/api/genes?search=PKD1) && [[ $body == *'"symbol":"PKD1"'* ]] && ok "backend published on 127.0.0.1:8001 serves the seed data" || bad "backend on 8001: $body"
 body=$(curl -fsS http://127.0.0.1:8080/env-config.js) && [[ $body == *'ENVIRONMENT: "production"'* ]] && ok "env-config.js from .env.production" || bad "env-config.js: $body"
 if docker exec kidney_genetics_postgres pg_isready -h 127.0.0.1 >/dev/null; then ok "postgres ready inside its container"; else bad "pg_isready"; fi

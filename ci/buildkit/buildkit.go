@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -346,28 +345,6 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		Duration:     d,
 		Seconds:      d.Round(10 * time.Millisecond).Seconds(),
 	}, nil
-}
-
-// DockerLoad loads a docker-format tarball into the engine at dockerHost
-// (empty: DOCKER_HOST as set). KGCI_DOCKER overrides the docker binary.
-func DockerLoad(ctx context.Context, dockerHost, tarball string) error {
-	bin := os.Getenv("KGCI_DOCKER")
-	if bin == "" {
-		bin = "docker"
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		return fmt.Errorf("docker CLI %q not found: install docker.io (scripts/deps) or set KGCI_DOCKER", bin)
-	}
-	cmd := exec.CommandContext(ctx, bin, "load", "-i", tarball)
-	cmd.Env = os.Environ()
-	if dockerHost != "" {
-		cmd.Env = append(cmd.Env, "DOCKER_HOST="+dockerHost)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("docker load -i %s: %w: %s; is dockerd running (scripts/engines/dockerd.sh start) and DOCKER_HOST set?", tarball, err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }
 
 // registryHint turns the upstream profile's most common failure on a

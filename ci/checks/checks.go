@@ -188,12 +188,15 @@ func Select(list []Check, names []string) ([]Check, error) {
 	var out []Check
 	used := map[string]bool{}
 	for _, c := range list {
+		picked := false
 		for _, n := range names {
 			if c.Name == n || Group(c.Name) == n {
-				out = append(out, c)
 				used[n] = true
-				break
+				picked = true
 			}
+		}
+		if picked {
+			out = append(out, c)
 		}
 	}
 	for _, n := range names {

@@ -90,11 +90,6 @@ func TestEventsURL(t *testing.T) {
 	assert.Equal(t, "wss://db.example/ws/events", got)
 }
 
-func TestAcceptKey(t *testing.T) {
-	// The example from RFC 6455 section 1.3.
-	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", AcceptKey("dGhlIHNhbXBsZSBub25jZQ=="))
-}
-
 func TestParseProcStatus(t *testing.T) {
 	p, err := ParseProcStatus("Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t7\nUid:\t101\t101\t101\t101\nGid:\t101\t101\t101\t101\n" +
 		"CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\n")
@@ -104,29 +99,52 @@ func TestParseProcStatus(t *testing.T) {
 	assert.ErrorContains(t, err, "no Uid line")
 }
 
+// TestSelect: a name picks that check, a group (the part before the dot) all of its checks;
+// the result keeps the list's order, holds each check once, and an unknown name is an error
+// that lists the known ones.
 func TestSelect(t *testing.T) {
-	l, err := Select(All(), []string{"health", "websocket.upgrade"})
-	require.NoError(t, err)
-	var names []string
-	for _, c := range l {
-		names = append(names, c.Name)
+	list := []Check{{Name: "health.a"}, {Name: "ws.b"}, {Name: "health.c"}, {Name: "solo"}}
+	names := func(l []Check) []string {
+		var out []string
+		for _, c := range l {
+			out = append(out, c.Name)
+		}
+		return out
 	}
-	assert.Equal(t, []string{"health.backend_direct", "health.through_nginx", "health.frontend", "websocket.upgrade", "health.database_down"}, names)
-	_, err = Select(All(), []string{"health.nope"})
-	assert.ErrorContains(t, err, `no check or group named "health.nope"`)
+	for _, tc := range []struct {
+		sel, want []string
+	}{
+		{nil, []string{"health.a", "ws.b", "health.c", "solo"}},
+		{[]string{"solo", "health"}, []string{"health.a", "health.c", "solo"}},
+		{[]string{"health.c", "ws"}, []string{"ws.b", "health.c"}},
+		{[]string{"health", "health.a"}, []string{"health.a", "health.c"}},
+	} {
+		l, err := Select(list, tc.sel)
+		require.NoError(t, err, "%q", tc.sel)
+		assert.Equal(t, tc.want, names(l), "Select %q", tc.sel)
+	}
+	_, err := Select(list, []string{"health", "health.nope"})
+	assert.EqualError(t, err, `no check or group named "health.nope"; known checks: health.a, health.c, solo, ws.b`)
+}
 
-	// Names are the report's stable interface: unique, grouped, lower case.
+// TestCheckList: the real list's names are the report's stable interface (unique, grouped,
+// lower case), and kgci check gets exactly the checks that need no Docker runtime, each
+// saying which URL it uses.
+func TestCheckList(t *testing.T) {
 	seen := map[string]bool{}
 	for _, c := range All() {
 		assert.False(t, seen[c.Name], c.Name)
 		seen[c.Name] = true
 		assert.Regexp(t, `^[a-z_]+(\.[a-z_]+)?$`, c.Name)
 	}
+	urlOnly := map[string]bool{}
 	for _, c := range URLOnly() {
-		assert.False(t, c.Docker, c.Name)
+		urlOnly[c.Name] = true
 		assert.NotEmpty(t, c.URL, "%s: a URL-only check must say which URL it uses", c.Name)
 	}
-	assert.Len(t, URLOnly(), 6)
+	for _, c := range All() {
+		assert.Equal(t, !c.Docker, urlOnly[c.Name], "%s (Docker %v) in URLOnly", c.Name, c.Docker)
+	}
 }
 
 // TestRunOrder: independent checks overlap in time; destructive ones start only after every

@@ -195,8 +195,7 @@ func Stages(c *dagger.Client, im spec.Image, p spec.Profile, in Inputs) (*dagger
 // stageState follows what Dagger keeps in the container between calls, so
 // that step-scoped settings can be put back afterwards.
 type stageState struct {
-	env     map[string]string
-	workdir string
+	env map[string]string
 }
 
 func stage(c *dagger.Client, ctr *dagger.Container, st spec.Stage, stages map[string]*dagger.Container, in Inputs) (*dagger.Container, error) {
@@ -214,7 +213,6 @@ func stage(c *dagger.Client, ctr *dagger.Container, st spec.Stage, stages map[st
 func apply(c *dagger.Client, ctr *dagger.Container, op spec.Op, s *stageState, stages map[string]*dagger.Container, in Inputs) (*dagger.Container, error) {
 	switch op := op.(type) {
 	case spec.Workdir:
-		s.workdir = op.Path
 		return ctr.WithWorkdir(op.Path), nil
 	case spec.Env:
 		s.env[op.Key] = op.Value
@@ -251,12 +249,6 @@ func run(c *dagger.Client, ctr *dagger.Container, r spec.Run, s *stageState, in 
 	for _, kv := range r.Env {
 		ctr = ctr.WithEnvVariable(kv.Key, kv.Value)
 	}
-	if r.Dir != "" {
-		if s.workdir == "" {
-			return nil, fmt.Errorf("step %q sets Dir without an earlier Workdir in the stage: the base image's working directory cannot be restored afterwards; add a Workdir op", strings.Join(r.Args, " "))
-		}
-		ctr = ctr.WithWorkdir(r.Dir)
-	}
 	for _, cache := range r.Caches {
 		sharing := dagger.CacheSharingModeShared
 		if cache.Locked {
@@ -278,9 +270,6 @@ func run(c *dagger.Client, ctr *dagger.Container, r spec.Run, s *stageState, in 
 	}
 	for _, cache := range r.Caches {
 		ctr = ctr.WithoutMount(cache.Path)
-	}
-	if r.Dir != "" {
-		ctr = ctr.WithWorkdir(s.workdir)
 	}
 	for _, kv := range r.Env {
 		if prev, ok := s.env[kv.Key]; ok {

@@ -36,9 +36,6 @@ func TestRefusals(t *testing.T) {
 		{"CA step without the CA", image(spec.Run{Args: []string{"npm", "ci"}, HostCA: true}), spec.Upstream, func(c *dagger.Client) daggerbuild.Inputs {
 			return daggerbuild.Inputs{Source: c.Directory()}
 		}, "--host-ca="},
-		{"Dir without Workdir", image(spec.Run{Args: []string{"make"}, Dir: "/src"}), spec.Upstream, func(c *dagger.Client) daggerbuild.Inputs {
-			return daggerbuild.Inputs{Source: c.Directory()}
-		}, "add a Workdir op"},
 		{"exclude on a file", image(spec.CopySrc{From: "a.txt", To: "/a.txt", Exclude: []string{"x"}}), spec.Upstream, func(c *dagger.Client) daggerbuild.Inputs {
 			return daggerbuild.Inputs{Source: c.Directory()}
 		}, "only make sense for a directory"},
@@ -88,14 +85,14 @@ func TestFinalizeArgs(t *testing.T) {
 	}
 }
 
-// A step's own environment and directory do not outlive the step: the
-// stage's values come back afterwards.
+// A step's own environment does not outlive the step: the stage's values
+// come back afterwards.
 func TestStepScopedSettingsAreRestored(t *testing.T) {
 	e, c := client(t)
 	im := image(
 		spec.Workdir{Path: "/a"},
 		spec.Env{KV: spec.KV{Key: "X", Value: "stage"}},
-		spec.Run{Args: []string{"make"}, Dir: "/b", Env: []spec.KV{{Key: "X", Value: "step"}, {Key: "Y", Value: "step"}}},
+		spec.Run{Args: []string{"make"}, Env: []spec.KV{{Key: "X", Value: "step"}, {Key: "Y", Value: "step"}}},
 	)
 	ctr, err := daggerbuild.Stages(c, im, spec.Upstream, daggerbuild.Inputs{Source: c.Directory()})
 	if err != nil {
@@ -111,9 +108,9 @@ func TestStepScopedSettingsAreRestored(t *testing.T) {
 	chain := chainOf(q[0])
 	want := []string{
 		`withWorkdir(path:"/a")`, `withEnvVariable(name:"X",value:"stage")`,
-		`withEnvVariable(name:"X",value:"step")`, `withEnvVariable(name:"Y",value:"step")`, `withWorkdir(path:"/b")`,
+		`withEnvVariable(name:"X",value:"step")`, `withEnvVariable(name:"Y",value:"step")`,
 		`withExec(args:["make"])`,
-		`withWorkdir(path:"/a")`, `withEnvVariable(name:"X",value:"stage")`, `withoutEnvVariable(name:"Y")`,
+		`withEnvVariable(name:"X",value:"stage")`, `withoutEnvVariable(name:"Y")`,
 	}
 	if strings.Join(chain, " ") != strings.Join(want, " ") {
 		t.Errorf("call chain\n got %s\nwant %s", strings.Join(chain, " "), strings.Join(want, " "))

@@ -61,7 +61,7 @@ func Start(t testing.TB, r Resolver) *Engine {
 
 // New runs a fake engine outside a test; Env says how to join it.
 func New(r Resolver) *Engine {
-	e := &Engine{Token: randomToken(), resolver: r}
+	e := &Engine{Token: rand.Text(), resolver: r}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(e.srv.URL, "http://"))
 	e.Port, _ = strconv.Atoi(port)
@@ -132,14 +132,6 @@ func sortArgs(set ast.SelectionSet) {
 			sortArgs(f.SelectionSet)
 		}
 	}
-}
-
-func randomToken() string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 type gqlRequest struct {

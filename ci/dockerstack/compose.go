@@ -297,11 +297,7 @@ func (h *Healthtest) HealthArgs() []string {
 		cmd = strings.Join(h.Test[1:], " ")
 	case "CMD":
 		// --health-cmd always goes through a shell; quote each word for it.
-		q := make([]string, 0, len(h.Test)-1)
-		for _, w := range h.Test[1:] {
-			q = append(q, ShellQuote(w))
-		}
-		cmd = strings.Join(q, " ")
+		cmd = ShellQuote(h.Test[1:]...)
 	case "NONE":
 		return []string{"--no-healthcheck"}
 	default:
@@ -320,12 +316,18 @@ func (h *Healthtest) HealthArgs() []string {
 	return a
 }
 
-// ShellQuote quotes a word for POSIX sh.
-func ShellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
-	}) < 0 {
-		return s
+// ShellQuote quotes words for POSIX sh and joins them with spaces: a command line a
+// shell splits back into exactly these words.
+func ShellQuote(words ...string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		if w != "" && strings.IndexFunc(w, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
+		}) < 0 {
+			q[i] = w
+		} else {
+			q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return strings.Join(q, " ")
 }

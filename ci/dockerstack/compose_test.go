@@ -109,6 +109,16 @@ func TestEnvExampleDocumentsEveryVariable(t *testing.T) {
 	assert.Contains(t, vars["DATABASE_URL"], "@kidney_genetics_postgres:5432/", "DATABASE_URL names the postgres container")
 }
 
+// TestShellQuoteRoundTrip: a real sh splits the quoted line back into the same words,
+// expanding nothing.
+func TestShellQuoteRoundTrip(t *testing.T) {
+	words := []string{"plain", "", "it's", "a b", "$HOME", "`id`", "*", "x\ny", "ü", "--flag=v;w", `back\slash`}
+	out, err := exec.Command("sh", "-c", "printf '%s\\0' "+ShellQuote(words...)).Output()
+	require.NoError(t, err)
+	assert.Equal(t, words, strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00"))
+	assert.Equal(t, "docker run -e A=1 x/y:z", ShellQuote("docker", "run", "-e", "A=1", "x/y:z"), "plain words stay unquoted")
+}
+
 func TestSecurityAndHealthArgs(t *testing.T) {
 	c := loadProd(t)
 	assert.Equal(t, []string{

@@ -181,6 +181,14 @@ func (d *Docker) ExecArgs(ctx context.Context, flags []string, container string,
 	return res, fmt.Errorf("docker exec %s: %w", container, err)
 }
 
+// Load loads a docker-archive tarball into the engine.
+func (d *Docker) Load(ctx context.Context, tarball string) error {
+	if _, err := d.Run(ctx, "load", "-q", "-i", tarball); err != nil {
+		return fmt.Errorf("%w; is dockerd running (scripts/engines/dockerd.sh start) and DOCKER_HOST set?", err)
+	}
+	return nil
+}
+
 // Ping fails with a message saying how to start an engine when none answers.
 func (d *Docker) Ping(ctx context.Context) (string, error) {
 	v, err := d.Run(ctx, "version", "--format", "{{.Server.Version}}")
@@ -255,13 +263,18 @@ type ContainerInfo struct {
 
 // Inspect reads a container's state and configuration.
 func (d *Docker) Inspect(ctx context.Context, container string) (*ContainerInfo, error) {
-	out, err := d.Run(ctx, "container", "inspect", container)
+	return inspect[ContainerInfo](ctx, d, "container", container)
+}
+
+// inspect runs `docker <kind> inspect name` and decodes the one object it prints.
+func inspect[T any](ctx context.Context, d *Docker, kind, name string) (*T, error) {
+	out, err := d.Run(ctx, kind, "inspect", name)
 	if err != nil {
 		return nil, err
 	}
-	var infos []ContainerInfo
+	var infos []T
 	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 1 {
-		return nil, fmt.Errorf("docker container inspect %s: unexpected output: %v", container, err)
+		return nil, fmt.Errorf("docker %s inspect %s: unexpected output: %v", kind, name, err)
 	}
 	return &infos[0], nil
 }
@@ -280,15 +293,7 @@ type ImageInfo struct {
 
 // InspectImage reads an image's configuration; the error says how to get the image.
 func (d *Docker) InspectImage(ctx context.Context, ref string) (*ImageInfo, error) {
-	out, err := d.Run(ctx, "image", "inspect", ref)
-	if err != nil {
-		return nil, err
-	}
-	var infos []ImageInfo
-	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 1 {
-		return nil, fmt.Errorf("docker image inspect %s: unexpected output: %v", ref, err)
-	}
-	return &infos[0], nil
+	return inspect[ImageInfo](ctx, d, "image", ref)
 }
 
 // Logs returns a container's stdout and stderr interleaved as Docker stored them.

@@ -12,7 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/workflow"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/reproduce"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
@@ -26,19 +26,19 @@ func checkDaggerCalls(t *testing.T, dir string) (map[string]bool, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps, err := workflow.DaggerSteps(src)
+	steps, err := reproduce.DaggerSteps(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod, err := workflow.ParseModule(dir)
+	mod, err := reproduce.ParseModule(dir)
 	if err != nil {
 		t.Fatalf("parse the Dagger module: %v", err)
 	}
 	called := map[string]bool{}
 	for _, s := range steps {
 		// Runner values are opaque words here; what matters is the shape.
-		args, _ := workflow.Expand(s.Args, func(string) (string, error) { return "runner-value", nil })
-		words, err := workflow.Split(args)
+		args, _ := reproduce.Expand(s.Args, func(string) (string, error) { return "runner-value", nil })
+		words, err := reproduce.Split(args)
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +112,7 @@ func TestWorkflowDaggerVersionMatchesDaggerJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	src, _ := os.ReadFile(ciWorkflow)
-	steps, err := workflow.DaggerSteps(src)
+	steps, err := reproduce.DaggerSteps(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestWorkflowShape(t *testing.T) {
 	daggerSteps := func(j wfJob) []wfStep {
 		var out []wfStep
 		for _, s := range j.Steps {
-			if strings.HasPrefix(s.Uses, workflow.DaggerAction+"@") {
+			if strings.HasPrefix(s.Uses, reproduce.DaggerAction+"@") {
 				out = append(out, s)
 			}
 		}

@@ -85,8 +85,7 @@ func (e *env) newChecker(t *testing.T) *checker {
 		archive := filepath.Join(c.dir, "docker-base.tar")
 		require.NoError(t, baseimage.WriteDockerArchive(filepath.Join(cache, "base", "docker"), "docker", dockerBase, archive),
 			"the offline docker base: scripts/make-base-images.sh docker")
-		_, err := e.d.Run(ctx, "load", "-q", "-i", archive)
-		require.NoError(t, err)
+		require.NoError(t, e.d.Load(ctx, archive))
 		os.Remove(archive)
 	}
 	// The same layout as daggerrun.Checker; tmpfs with Dagger's options (nosuid only).

@@ -148,7 +148,7 @@ func EnsureImages(ctx context.Context, c *Config, refs map[string]string) error 
 	if err := baseimage.WriteDockerArchive(layout, string(spec.BasePostgres), pg, archive); err != nil {
 		return fmt.Errorf("offline postgres base: %w; make it with: scripts/make-base-images.sh postgres", err)
 	}
-	if _, err := c.Docker.Run(ctx, "load", "-i", archive); err != nil {
+	if err := c.Docker.Load(ctx, archive); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Out, "loaded %s from %s\n", pg, layout)
@@ -178,8 +178,8 @@ func LoadImages(ctx context.Context, d *dockerstack.Docker, dir string, refs map
 		}
 		if _, err := d.InspectImage(ctx, tb.ConfigDigest); err != nil {
 			t0 := time.Now()
-			if _, err := d.Run(ctx, "load", "-q", "-i", path); err != nil {
-				return nil, fmt.Errorf("docker load %s: %w", path, err)
+			if err := d.Load(ctx, path); err != nil {
+				return nil, err
 			}
 			fmt.Fprintf(out, "loaded %s (%s) in %.1fs\n", path, short(tb.ConfigDigest), time.Since(t0).Seconds())
 		}

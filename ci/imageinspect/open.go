@@ -183,18 +183,11 @@ func tarNames(p string) (map[string]bool, error) {
 		return nil, err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
 	names := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return names, nil
-		}
-		if err != nil {
-			return nil, err
-		}
+	return names, eachEntry(f, func(h *tar.Header, _ io.Reader) error {
 		names[strings.TrimPrefix(h.Name, "./")] = true
-	}
+		return nil
+	})
 }
 
 // untar unpacks an OCI archive (directories and regular files are all it holds).
@@ -204,21 +197,11 @@ func untar(p, dir string) error {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	return eachEntry(f, func(h *tar.Header, r io.Reader) error {
 		target := filepath.Join(dir, filepath.FromSlash(path.Clean("/"+h.Name)))
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
+			return os.MkdirAll(target, 0o755)
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err
@@ -227,11 +210,30 @@ func untar(p, dir string) error {
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(w, tr)
-			w.Close()
-			if err != nil {
-				return err
+			_, err = io.Copy(w, r)
+			if cerr := w.Close(); err == nil {
+				err = cerr
 			}
+			return err
+		}
+		return nil
+	})
+}
+
+// eachEntry calls fn for every entry of the tar stream r, with a reader of
+// the entry's content.
+func eachEntry(r io.Reader, fn func(*tar.Header, io.Reader) error) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(h, tr); err != nil {
+			return err
 		}
 	}
 }

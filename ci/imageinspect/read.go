@@ -265,30 +265,24 @@ func (t *tap) scan(r io.Reader) ([]Entry, error) {
 	if !t.opt.Entries && t.opt.Scan == nil {
 		return nil, nil
 	}
-	tr := tar.NewReader(r)
 	var out []Entry
 	var buf []byte
 	if t.opt.Scan != nil {
 		buf = make([]byte, ScanLimit)
 	}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
+	err := eachEntry(r, func(h *tar.Header, content io.Reader) error {
 		e := Entry{File: fileOf(h), Layer: t.index}
 		if t.opt.Scan != nil && h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size <= ScanLimit {
-			n, err := io.ReadFull(tr, buf[:h.Size])
+			n, err := io.ReadFull(content, buf[:h.Size])
 			if err != nil {
-				return out, fmt.Errorf("%s: %w", e.Path, err)
+				return fmt.Errorf("%s: %w", e.Path, err)
 			}
 			e.Notes = t.opt.Scan(e.Path, buf[:n])
 		}
 		out = append(out, e)
-	}
+		return nil
+	})
+	return out, err
 }
 
 func fileOf(h *tar.Header) File {
@@ -299,21 +293,13 @@ func fileOf(h *tar.Header) File {
 }
 
 func finalFiles(r io.Reader) (map[string]File, error) {
-	tr := tar.NewReader(r)
 	out := map[string]File{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		f := fileOf(h)
-		if f.Path != "/" {
+	return out, eachEntry(r, func(h *tar.Header, _ io.Reader) error {
+		if f := fileOf(h); f.Path != "/" {
 			out[f.Path] = f
 		}
-	}
+		return nil
+	})
 }
 
 type counter struct{ n int64 }

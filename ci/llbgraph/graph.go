@@ -192,9 +192,6 @@ func run(st llb.State, r spec.Run, name string, in Inputs) llb.State {
 	for _, kv := range r.Env {
 		opts = append(opts, llb.AddEnv(kv.Key, kv.Value))
 	}
-	if r.Dir != "" {
-		opts = append(opts, llb.Dir(r.Dir))
-	}
 	for _, c := range r.Caches {
 		sharing := llb.CacheMountShared
 		if c.Locked {

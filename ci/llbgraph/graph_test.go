@@ -211,8 +211,9 @@ func TestBackendOffline(t *testing.T) {
 
 	// The runtime's apt step keeps apt's lists and caches in the same
 	// locked cache mounts as the builder, so none of it lands in the layer.
+	apt := g.exec(runtime[indexOf(t, rl, "RUN sh -c apt-get")])
 	rc := map[string]string{}
-	for _, m := range g.exec(runtime[1]).Mounts {
+	for _, m := range apt.Mounts {
 		assert.NotEqual(t, pb.MountType_SECRET, m.MountType)
 		if m.MountType == pb.MountType_CACHE {
 			assert.Equal(t, pb.CacheSharingOpt_LOCKED, m.CacheOpt.Sharing)
@@ -221,8 +222,8 @@ func TestBackendOffline(t *testing.T) {
 	}
 	assert.Equal(t, map[string]string{"/var/cache/apt": "kidney-apt-cache", "/var/lib/apt/lists": "kidney-apt-lists"}, rc)
 	// Base env reaches every RUN (FROM inheritance).
-	assert.Equal(t, basePath, envMap(g.exec(runtime[1]).Meta.Env)["PATH"])
-	assert.Equal(t, "python", envMap(g.exec(runtime[1]).Meta.Env)["BASE_KIND"])
+	assert.Equal(t, basePath, envMap(apt.Meta.Env)["PATH"])
+	assert.Equal(t, "python", envMap(apt.Meta.Env)["BASE_KIND"])
 
 	venv, builderFinal := g.copy(runtime[indexOf(t, g.labels(runtime), "COPY /opt/venv")])
 	assert.Equal(t, "/opt/venv", venv.Dest)
@@ -232,7 +233,7 @@ func TestBackendOffline(t *testing.T) {
 		assert.NotContains(t, l, "pip uninstall")
 	}
 
-	app, appSrc := g.copy(runtime[4])
+	app, appSrc := g.copy(runtime[indexOf(t, rl, "COPY /backend/app")])
 	assert.True(t, app.DirCopyContents)
 	assert.True(t, app.CreateDestPath)
 	assert.Equal(t, []string{"**/__pycache__", "**/*.pyc"}, app.ExcludePatterns)
@@ -256,7 +257,7 @@ func TestBackendOffline(t *testing.T) {
 		"RUN sh /usr/local/bin/offline-venv.sh /opt/venv /src/pyproject.toml",
 		"RUN /opt/venv/bin/python /usr/local/bin/check-requirements.py /src/pyproject.toml",
 	}, bl)
-	install := g.exec(builder[5])
+	install := g.exec(builder[indexOf(t, bl, "RUN sh /usr/local/bin/offline-venv.sh")])
 	assert.Equal(t, "/src", install.Meta.Cwd)
 	assert.Equal(t, basePath, envMap(install.Meta.Env)["PATH"])
 	caches := map[string]*pb.Mount{}
@@ -345,13 +346,17 @@ func TestFrontend(t *testing.T) {
 			g := marshal(t, img, in)
 			runtime := g.chain(g.final)
 			rl := g.labels(runtime)
-			dist, builderFinal := g.copy(runtime[1])
+			dist, builderFinal := g.copy(runtime[indexOf(t, rl, "COPY /src/dist")])
 			assert.Equal(t, "/src/dist", dist.Src)
 			assert.Equal(t, "/usr/share/nginx/html", dist.Dest)
 			assert.True(t, dist.DirCopyContents, "dist/ contents go into html/, as COPY does")
-			assert.Equal(t, "COPY /nginx/nginx.prod.conf /etc/nginx/nginx.conf", rl[2])
-			assert.Equal(t, "COPY /scripts/docker-entrypoint.sh /usr/local/bin/kidney-entrypoint.sh", rl[3])
-			assert.Contains(t, rl[4], "chown 101:101 /usr/share/nginx/html/env-config.js")
+			assert.Contains(t, rl, "COPY /nginx/nginx.prod.conf /etc/nginx/nginx.conf")
+			assert.Contains(t, rl, "COPY /scripts/docker-entrypoint.sh /usr/local/bin/kidney-entrypoint.sh")
+			// env-config.js is made writable for nginx's user after the app's files are in.
+			chown := slices.IndexFunc(rl, func(l string) bool {
+				return strings.HasPrefix(l, "RUN ") && strings.Contains(l, "chown 101:101 /usr/share/nginx/html/env-config.js")
+			})
+			assert.Greater(t, chown, indexOf(t, rl, "COPY /src/dist"))
 
 			builder := g.chain(builderFinal)
 			bl := g.labels(builder)
@@ -486,16 +491,15 @@ func TestImageConfig(t *testing.T) {
 }
 
 func TestValidateFailure(t *testing.T) {
-	img := spec.Backend(opts(spec.Upstream))
-	img.Stages[1].Ops = append(img.Stages[1].Ops, spec.CopyStage{Stage: "nosuch", From: "/x", To: "/x"})
-	_, err := Build(img, Inputs{Profile: spec.Upstream})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `copies from stage "nosuch", which is not an earlier stage`)
-
-	img = spec.Backend(opts(spec.Upstream))
-	img.Stages[1].Ops = append(img.Stages[1].Ops, spec.CopySrc{From: "x", To: "/x", Owner: "kidney"})
-	_, err = Build(img, Inputs{Profile: spec.Upstream})
+	one := func(op spec.Op) spec.Image {
+		return spec.Image{Name: "t", Config: spec.Config{User: "1:1"}, Stages: []spec.Stage{{Name: "s", Base: spec.BasePython, Ops: []spec.Op{op}}}}
+	}
+	_, err := Build(one(spec.CopyStage{Stage: "nosuch", From: "/x", To: "/x"}), Inputs{Profile: spec.Upstream})
+	assert.ErrorContains(t, err, `copies from stage "nosuch", which is not an earlier stage`)
+	_, err = Build(one(spec.CopySrc{From: "x", To: "/x", Owner: "kidney"}), Inputs{Profile: spec.Upstream})
 	assert.ErrorContains(t, err, `owner "kidney": want "uid:gid"`)
+	_, err = Build(one(spec.CopySrc{From: "x", To: "/x", Owner: "1:1"}), Inputs{Profile: spec.Upstream})
+	assert.NoError(t, err)
 }
 
 func TestMissingLayout(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"sort"
 	"strings"
 )
 
@@ -106,7 +105,6 @@ type Op interface{ op() }
 type Run struct {
 	Args []string
 	Env  []KV
-	Dir  string
 	// Caches are persistent cache mounts (package manager caches). They
 	// never end up in an image layer.
 	Caches []Cache
@@ -244,19 +242,6 @@ type Image struct {
 	Config Config
 }
 
-// Final is the runtime stage.
-func (i Image) Final() Stage { return i.Stages[len(i.Stages)-1] }
-
-// Stage returns the stage called name.
-func (i Image) Stage(name string) (Stage, bool) {
-	for _, s := range i.Stages {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Stage{}, false
-}
-
 // Validate catches description mistakes before any engine is involved:
 // a copy from a stage that does not exist (or comes later), an empty
 // command, a config without a user.
@@ -345,14 +330,4 @@ func Labels(revision, created, title string) map[string]string {
 		"org.opencontainers.image.source":   "https://github.com/kidney-genetics/kidney-genetics-db",
 		"org.opencontainers.image.licenses": "MIT",
 	}
-}
-
-// SortedKeys is a small helper for deterministic iteration over labels.
-func SortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

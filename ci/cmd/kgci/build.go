@@ -14,6 +14,7 @@ import (
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/budget"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/buildkit"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
@@ -156,8 +157,12 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 	fmt.Fprintf(stdout, "built %d image(s) in %.1fs (%s)\n", len(results), rep.WallSeconds, map[bool]string{true: "sequential", false: "parallel"}[*sequential])
 
 	if *load {
+		d := dockerstack.FromEnv()
+		if *dockerHost != "" {
+			d.Host = *dockerHost
+		}
 		for _, r := range results {
-			if err := buildkit.DockerLoad(ctx, *dockerHost, r.Tarball); err != nil {
+			if err := d.Load(ctx, r.Tarball); err != nil {
 				return err
 			}
 			rep.Loaded = append(rep.Loaded, r.Tag)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/daggerrun"
-	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/workflow"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/reproduce"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
@@ -27,7 +27,7 @@ func pipelineTestE2E(t *testing.T, p spec.Profile) []string {
 		t.Fatal("scripts/pipeline.sh runs no `bin/kgci test-e2e`")
 	}
 	line := strings.NewReplacer(`"$profile"`, string(p), `"$results/images"`, "results/images", `"$results"`, "results").Replace(string(m[1]))
-	words, err := workflow.Split(line)
+	words, err := reproduce.Split(line)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package workflow
+package reproduce
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package workflow
+package reproduce
 
 import (
 	"os"
@@ -62,7 +62,7 @@ func TestSplit(t *testing.T) {
 			t.Errorf("Split(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{`a $HOME`, `"$X"`, "a `id`", `a; rm -rf x`, `a | b`, `results/*`, `'open`, `"open`} {
+	for _, bad := range []string{`a $HOME`, `"$X"`, `'a;b'`, "a `id`", `a; rm -rf x`, `a | b`, `results/*`, `'open`, `"open`} {
 		if _, err := Split(bad); err == nil {
 			t.Errorf("Split(%q) accepted shell syntax that bash would act on", bad)
 		}

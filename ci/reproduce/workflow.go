@@ -1,14 +1,14 @@
-// Package workflow reads the `dagger call` steps out of a GitHub Actions
-// workflow and checks them against the Dagger module's Go source, so that
-// the workflow, `kgci reproduce` and main.go cannot silently disagree about
-// which function CI runs with which arguments.
-package workflow
+package reproduce
+
+// The workflow side: the `dagger call` steps of a GitHub Actions workflow,
+// as the Dagger action hands them to the dagger CLI.
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
 
+	"github.com/google/shlex"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -108,63 +108,21 @@ func Expand(s string, lookup func(expression string) (string, error)) (string, e
 	return out, firstErr
 }
 
-// Split splits args into words the way bash does for the action's
-// unquoted expansion. Anything bash would expand or treat as an operator
-// is refused: the words would then depend on the runner's shell state and
-// could not be reproduced elsewhere.
+// Split splits args into words as a POSIX shell does for the action's
+// unquoted expansion (quotes and backslashes, by github.com/google/shlex).
+// Anything a shell would expand or treat as an operator is refused, quoted
+// or not: dagger arguments are plain words, and words that depend on the
+// runner's shell state could not be reproduced elsewhere.
 func Split(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case c == '\'':
-			end := strings.IndexByte(s[i+1:], '\'')
-			if end < 0 {
-				return nil, fmt.Errorf("unterminated single quote in %q", s)
-			}
-			cur.WriteString(s[i+1 : i+1+end])
-			i += end + 1
-			inWord = true
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				switch s[i] {
-				case '\\':
-					if i+1 < len(s) && strings.IndexByte("\\\"$`", s[i+1]) >= 0 {
-						i++
-					}
-				case '$', '`':
-					return nil, fmt.Errorf("shell expansion (%c) in %q: CI and a reproduction would see different values; use a literal or a Dagger secret (env://NAME)", s[i], s)
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, fmt.Errorf("unterminated double quote in %q", s)
-			}
-			inWord = true
-		case c == '\\':
-			if i+1 < len(s) {
-				i++
-				cur.WriteByte(s[i])
-			}
-			inWord = true
-		case strings.IndexByte("$`;|&<>(){}*?[", c) >= 0, !inWord && (c == '#' || c == '~'):
-			return nil, fmt.Errorf("shell metacharacter %q in %q: quote it, or keep dagger args to plain words", c, s)
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
+	if i := strings.IndexAny(s, "$`"); i >= 0 {
+		return nil, fmt.Errorf("shell expansion (%c) in %q: CI and a reproduction would see different values; use a literal or a Dagger secret (env://NAME)", s[i], s)
 	}
-	if inWord {
-		words = append(words, cur.String())
+	if i := strings.IndexAny(s, ";|&<>(){}*?[#~"); i >= 0 {
+		return nil, fmt.Errorf("shell metacharacter %q in %q: keep dagger args to plain words", s[i], s)
+	}
+	words, err := shlex.Split(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
 	}
 	return words, nil
 }

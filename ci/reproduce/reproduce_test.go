@@ -1,4 +1,4 @@
-package main
+package reproduce
 
 import (
 	"bytes"
@@ -140,7 +140,7 @@ func testRepo(t *testing.T) (repo, offline, upstream string) {
 	t.Helper()
 	repo = t.TempDir()
 	git(t, repo, "init", "-q", "-b", "main")
-	module, err := os.ReadFile("../../publish/workflow/testdata/module/main.go")
+	module, err := os.ReadFile("testdata/module/main.go")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +153,11 @@ func testRepo(t *testing.T) (repo, offline, upstream string) {
 	write(t, filepath.Join(repo, "ci/cmd/kgci/main.go"), fakeKgci)
 	write(t, filepath.Join(repo, "fixture/results.json"), string(js))
 	write(t, filepath.Join(repo, "fixture/logs/backend.log"), backendLog())
-	write(t, filepath.Join(repo, workflowPath), ciYAML("offline"))
+	write(t, filepath.Join(repo, WorkflowPath), ciYAML("offline"))
 	git(t, repo, "add", ".")
 	git(t, repo, "commit", "-q", "-m", "offline")
 	offline = git(t, repo, "rev-parse", "HEAD")
-	write(t, filepath.Join(repo, workflowPath), ciYAML("upstream"))
+	write(t, filepath.Join(repo, WorkflowPath), ciYAML("upstream"))
 	git(t, repo, "commit", "-q", "-am", "upstream")
 	return repo, offline, git(t, repo, "rev-parse", "HEAD")
 }
@@ -191,7 +191,7 @@ func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got [][]string
-		for _, s := range r.Steps {
+		for _, s := range r.Commands {
 			got = append(got, s.Argv)
 		}
 		want := [][]string{
@@ -215,7 +215,7 @@ func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 		got = nil
-		for _, s := range r.Steps {
+		for _, s := range r.Commands {
 			got = append(got, s.Argv)
 		}
 		want = [][]string{
@@ -240,7 +240,7 @@ func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
 
 func TestPlanRefusesAWorkflowThatDoesNotMatchMainGo(t *testing.T) {
 	repo, _, _ := testRepo(t)
-	write(t, filepath.Join(repo, workflowPath), strings.Replace(ciYAML("offline"), "test-e-2-e", "test-e2e", 1))
+	write(t, filepath.Join(repo, WorkflowPath), strings.Replace(ciYAML("offline"), "test-e-2-e", "test-e2e", 1))
 	git(t, repo, "commit", "-q", "-am", "renamed")
 	sha := git(t, repo, "rev-parse", "HEAD")
 	wt, _ := testWorktree(t, repo, sha)
@@ -261,7 +261,7 @@ func TestReproduceLocalPrintsFirstFailureAndCleansUp(t *testing.T) {
 	results := filepath.Join(t.TempDir(), "results")
 
 	var out, errOut bytes.Buffer
-	err := runReproduce(context.Background(), []string{"--commit", offline[:10], "--engine", "local", "--results", results}, &out, &errOut)
+	err := Run(context.Background(), Options{Commit: offline[:10], Engine: "local", Results: results}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "test-e2e") {
 		t.Fatalf("err = %v, want the failing test-e2e step\n%s\n%s", err, out.String(), errOut.String())
 	}
@@ -306,7 +306,7 @@ func TestReproduceInterruptedCleansUp(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- runReproduce(ctx, []string{"--commit", offline, "--engine", "local", "--results", t.TempDir()}, &bytes.Buffer{}, &bytes.Buffer{})
+		done <- Run(ctx, Options{Commit: offline, Engine: "local", Results: t.TempDir()}, &bytes.Buffer{}, &bytes.Buffer{})
 	}()
 	var pid int
 	for deadline := time.Now().Add(2 * time.Minute); pid == 0; {
@@ -372,7 +372,7 @@ func TestReproduceWithoutDaggerSaysHowToInstall(t *testing.T) {
 		}
 	}
 	t.Setenv("PATH", bin)
-	err := runReproduce(context.Background(), []string{"--commit", upstream}, &bytes.Buffer{}, &bytes.Buffer{})
+	err := Run(context.Background(), Options{Commit: upstream, Engine: "dagger"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil {
 		t.Fatal("reproduce with the dagger engine succeeded without a dagger CLI")
 	}
@@ -420,7 +420,7 @@ func TestReproduceDaggerJudgesTheResults(t *testing.T) {
 	t.Setenv("FAKE_LOG", logf)
 
 	var out bytes.Buffer
-	err := runReproduce(context.Background(), []string{"--commit", offline, "--results", t.TempDir()}, &out, &bytes.Buffer{})
+	err := Run(context.Background(), Options{Commit: offline, Results: t.TempDir(), Engine: "dagger"}, &out, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "end-to-end checks failed: 2 of 3") {
 		t.Fatalf("err = %v\n%s", err, out.String())
 	}
@@ -450,14 +450,14 @@ func TestPlanProfileOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(r.Steps[2].Argv, " "); got != "dagger --progress plain call --profile offline test-e-2-e --allow-failure export --path results" {
+	if got := strings.Join(r.Commands[2].Argv, " "); got != "dagger --progress plain call --profile offline test-e-2-e --allow-failure export --path results" {
 		t.Errorf("overridden dagger call: %s", got)
 	}
 	r, err = plan(wt, upstream, "local", "offline")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(r.Steps[1].Argv, " "); got != "go run ./ci/cmd/kgci test-e2e --images results/images --results results --profile offline" {
+	if got := strings.Join(r.Commands[1].Argv, " "); got != "go run ./ci/cmd/kgci test-e2e --images results/images --results results --profile offline" {
 		t.Errorf("overridden local call: %s", got)
 	}
 	if _, err := plan(wt, upstream, "local", "airgapped"); err == nil || !strings.Contains(err.Error(), `unknown profile "airgapped"`) {
