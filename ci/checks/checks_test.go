@@ -99,6 +99,39 @@ func TestParseProcStatus(t *testing.T) {
 	assert.ErrorContains(t, err, "no Uid line")
 }
 
+// TestOtherUsers: a process as another user fails at once; runc's init of a concurrent
+// `docker exec` (root for a moment) counts only if it is still there when looked at again.
+func TestOtherUsers(t *testing.T) {
+	u := func(pid int, name string, uid int) ProcStatus {
+		return ProcStatus{Pid: pid, Name: name, Uid: [4]int{uid, uid, uid, uid}}
+	}
+	ps := []ProcStatus{u(1, "python", 1000), u(7, "runc:[2:INIT]", 0)}
+	never := func() ([]ProcStatus, error) { t.Fatal("no need to look again"); return nil, nil }
+	looks := 0
+	later := func(again ...ProcStatus) func() ([]ProcStatus, error) {
+		return func() ([]ProcStatus, error) { looks++; return again, nil }
+	}
+
+	bad, err := otherUsers([]ProcStatus{u(1, "nginx", 101), u(8, "nginx", 0)}, 101, never)
+	require.NoError(t, err)
+	assert.Equal(t, []ProcStatus{u(8, "nginx", 0)}, bad, "a root nginx master is no exec init")
+
+	bad, err = otherUsers(ps, 1000, later(u(1, "python", 1000), u(9, "runc:[2:INIT]", 0)))
+	require.NoError(t, err)
+	assert.Empty(t, bad, "the exec went on as the container's user; a new exec's init is not the one seen")
+	assert.Equal(t, 1, looks)
+
+	looks = 0
+	bad, err = otherUsers(ps, 1000, later(ps...))
+	require.NoError(t, err)
+	assert.Equal(t, []ProcStatus{u(7, "runc:[2:INIT]", 0)}, bad, "still root after every look")
+	assert.Equal(t, 5, looks)
+
+	bad, err = otherUsers([]ProcStatus{u(1, "python", 1000)}, 1000, never)
+	require.NoError(t, err)
+	assert.Empty(t, bad)
+}
+
 // TestSelect: a name picks that check, a group (the part before the dot) all of its checks;
 // the result keeps the list's order, holds each check once, and an unknown name is an error
 // that lists the known ones.
