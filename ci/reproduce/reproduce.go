@@ -3,7 +3,7 @@
 // against that commit's Dagger module (main.go), so that the workflow,
 // `kgci reproduce` and main.go cannot silently disagree about which function
 // CI runs with which arguments; then it runs them, or their kgci
-// equivalents, in a temporary worktree and shows the first failing check.
+// equivalents, in a temporary clone and shows the first failing check.
 package reproduce
 
 import (
@@ -43,11 +43,11 @@ type Options struct {
 	Engine  string // dagger: the workflow's dagger calls; local: their kgci equivalents
 	Results string // where to copy the run's results; empty: results/reproduce-<sha12> in the repository
 	Profile string // overrides the workflow's --profile when set
-	Keep    bool   // keep the worktree afterwards
+	Keep    bool   // keep the clone afterwards
 }
 
 // Run reproduces CI for o.Commit of the repository around the working
-// directory: it checks the commit out in a temporary worktree, runs the
+// directory: it checks the commit out in a temporary clone, runs the
 // workflow's dagger calls (or their local equivalents) there, keeps the
 // results and prints the first failing check with hints for digging in.
 func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
@@ -67,7 +67,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.Keep {
-		fmt.Fprintf(stdout, "worktree kept at %s (remove with: git worktree remove --force %s)\n", wt, wt)
+		fmt.Fprintf(stdout, "checkout kept at %s (remove with: rm -rf %s)\n", wt, filepath.Dir(wt))
 	} else {
 		defer func() {
 			if err := cleanup(); err != nil {
@@ -129,12 +129,12 @@ type reproduction struct {
 // command is one command line of a reproduction.
 type command struct {
 	Name string   // the workflow step it stands for
-	Dir  string   // the worktree
+	Dir  string   // the clone
 	Argv []string // exact command line
 	Call *Call
 }
 
-// plan reads the workflow and the Dagger module at the worktree's commit
+// plan reads the workflow and the Dagger module at the clone's commit
 // and returns the commands to run for engine.
 func plan(wt, sha, engine, profileOverride string) (*reproduction, error) {
 	src, err := os.ReadFile(filepath.Join(wt, WorkflowPath))
@@ -333,8 +333,12 @@ func runCommands(ctx context.Context, cmds []command, stdout, stderr io.Writer) 
 	return -1, nil
 }
 
-// addWorktree checks out sha in a detached worktree under a new temporary
-// directory. cleanup removes both and prunes git's record of it.
+// addWorktree checks sha out in a clone of repo under a new temporary
+// directory; cleanup removes it. A clone, not a `git worktree`: Dagger
+// (v0.20) loads the module's contextual git from the directory's own .git
+// and fails with "not a git repository" on a worktree, whose .git is a file
+// pointing back into repo. A local clone hardlinks the objects, so it costs
+// about what a worktree does.
 func addWorktree(ctx context.Context, repo, sha string) (string, func() error, error) {
 	tmp, err := os.MkdirTemp("", "kgci-reproduce-")
 	if err != nil {
@@ -342,21 +346,18 @@ func addWorktree(ctx context.Context, repo, sha string) (string, func() error, e
 	}
 	wt := filepath.Join(tmp, "src")
 	cleanup := func() error {
-		// A fresh context: cleanup must also run after Ctrl-C.
-		c, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_, rmErr := gitOutput(c, repo, "worktree", "remove", "--force", wt)
 		if err := os.RemoveAll(tmp); err != nil {
 			return fmt.Errorf("remove %s: %w", tmp, err)
 		}
-		if _, err := gitOutput(c, repo, "worktree", "prune"); err != nil {
-			return fmt.Errorf("git worktree prune: %w (worktree remove: %v)", err, rmErr)
-		}
 		return nil
 	}
-	if _, err := gitOutput(ctx, repo, "worktree", "add", "--detach", wt, sha); err != nil {
+	if _, err := gitOutput(ctx, repo, "clone", "--quiet", "--no-checkout", repo, wt); err != nil {
 		cleanup()
-		return "", nil, fmt.Errorf("create worktree at %s: %w", sha, err)
+		return "", nil, fmt.Errorf("clone for %s: %w", sha, err)
+	}
+	if _, err := gitOutput(ctx, wt, "checkout", "--quiet", "--detach", sha); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("check out %s: %w", sha, err)
 	}
 	return wt, cleanup, nil
 }
@@ -373,7 +374,7 @@ func gitOutput(ctx context.Context, dir string, args ...string) (string, error) 
 	return strings.TrimSpace(string(out)), nil
 }
 
-// copyResults copies the run's results out of the worktree before it is
+// copyResults copies the run's results out of the clone before it is
 // removed.
 func copyResults(src, dst string) error {
 	if _, err := os.Stat(src); err != nil {

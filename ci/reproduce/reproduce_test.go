@@ -185,6 +185,11 @@ func TestPlanReadsTheWorkflowAtThatCommit(t *testing.T) {
 		if got := git(t, wt, "rev-parse", "HEAD"); got != c.sha {
 			t.Errorf("worktree at %s, want %s", got, c.sha)
 		}
+		// Dagger loads the contextual git from the directory's own .git:
+		// a `git worktree` (.git a file) fails there, a clone does not.
+		if fi, err := os.Stat(filepath.Join(wt, ".git")); err != nil || !fi.IsDir() {
+			t.Errorf("%s/.git is not a repository directory (%v)", wt, err)
+		}
 
 		r, err := plan(wt, c.sha, "dagger", "")
 		if err != nil {
