@@ -19,6 +19,13 @@ type Compose struct {
 	Path     string
 	Services map[string]Service
 	Networks map[string]Network
+	Volumes  map[string]Volume
+}
+
+// Volume is one entry under volumes:.
+type Volume struct {
+	Name     string
+	External bool
 }
 
 // Service is one entry under services:.
@@ -182,6 +189,7 @@ func ParseCompose(path string, b []byte) (*Compose, error) {
 	var raw struct {
 		Services map[string]Service
 		Networks map[string]*Network
+		Volumes  map[string]*Volume
 	}
 	if err := yaml.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -189,12 +197,18 @@ func ParseCompose(path string, b []byte) (*Compose, error) {
 	if len(raw.Services) == 0 {
 		return nil, fmt.Errorf("%s: no services", path)
 	}
-	c := &Compose{Path: path, Services: raw.Services, Networks: map[string]Network{}}
+	c := &Compose{Path: path, Services: raw.Services, Networks: map[string]Network{}, Volumes: map[string]Volume{}}
 	for k, v := range raw.Networks {
 		if v == nil {
 			v = &Network{}
 		}
 		c.Networks[k] = *v
+	}
+	for k, v := range raw.Volumes {
+		if v == nil {
+			v = &Volume{}
+		}
+		c.Volumes[k] = *v
 	}
 	return c, nil
 }
