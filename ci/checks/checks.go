@@ -159,6 +159,7 @@ func (e *Env) Prefetch(list []Check) {
 // All returns every check, in report order.
 func All() []Check {
 	return []Check{
+		policyCompose,
 		healthBackendDirect, healthThroughNginx, healthFrontend,
 		healthcheckImage("backend"), healthcheckImage("frontend"),
 		websocketUpgrade, websocketPlainAPI,

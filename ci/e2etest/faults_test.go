@@ -105,7 +105,9 @@ func (e *env) run(t *testing.T, c Config) *Result {
 	t.Helper()
 	c.Docker, c.Profile, c.Tag = e.d, e.profile, e.tag
 	c.ResultsDir = e.results(t)
-	c.ComposeFile = filepath.Join(e.root, dockerstack.ProdComposeFile)
+	if c.ComposeFile == "" {
+		c.ComposeFile = filepath.Join(e.root, dockerstack.ProdComposeFile)
+	}
 	c.RunID = "t" + dockerstack.NewRunID()
 	if c.Out == nil {
 		c.Out = &testWriter{t: t}
@@ -332,6 +334,23 @@ func TestFaultFrontendGetsCapabilitiesBack(t *testing.T) {
 		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"--cap-add", "NET_BIND_SERVICE"}}},
 	})
 	requireRed(t, res, "security.capabilities", "frontend: PID 1 has", "CapBnd 0000000000000400", "cap_drop: ALL in")
+}
+
+// A compose file that drifts from the architecture (the frontend gets a capability
+// back) is what the stack runs: policy.compose judges it against the architecture.
+func TestFaultComposeDriftsFromTheArchitecture(t *testing.T) {
+	e := setup(t)
+	b, err := os.ReadFile(filepath.Join(e.root, dockerstack.ProdComposeFile))
+	require.NoError(t, err)
+	prod := string(b)
+	fe := strings.Index(prod, "\n  frontend:")
+	require.Positive(t, fe)
+	drifted := prod[:fe] + strings.Replace(prod[fe:], "cap_drop:\n      - ALL", "cap_drop:\n      - ALL\n    cap_add:\n      - NET_BIND_SERVICE", 1)
+	require.NotEqual(t, prod, drifted)
+	compose := filepath.Join(t.TempDir(), dockerstack.ProdComposeFile)
+	require.NoError(t, os.WriteFile(compose, []byte(drifted), 0o644))
+	res := e.run(t, Config{Checks: []string{"policy.compose"}, ComposeFile: compose})
+	requireRed(t, res, "policy.compose", "frontend: no capability added back after cap_drop ALL", "services.frontend.cap_add has [NET_BIND_SERVICE]", compose)
 }
 
 func TestFaultImageOverBudget(t *testing.T) {
