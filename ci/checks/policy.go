@@ -2,18 +2,12 @@ package checks
 
 import (
 	"context"
-	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/policy"
 )
-
-// TestOverlayFile is the test-mode overlay, looked for beside the production file.
-const TestOverlayFile = "docker-compose.test.yml"
 
 // policyCompose judges the compose file the stack runs from against the architecture
 // (ci/policy/architecture.yaml), not against itself: a drift the stack would faithfully
@@ -31,13 +25,14 @@ var policyCompose = Check{
 		c := e.Stack.Compose
 		vs := p.CheckNPM(c)
 		checked := []string{c.Path + " (NPM mode)"}
-		overlay := filepath.Join(filepath.Dir(c.Path), TestOverlayFile)
-		if o, err := dockerstack.LoadCompose(overlay); err == nil {
-			vs = append(vs, p.CheckTest(o)...)
-			checked = append(checked, overlay+" (test mode)")
-		} else if _, serr := os.Stat(overlay); !errors.Is(serr, fs.ErrNotExist) {
-			return failf("%v", err)
+		// Test mode is part of the architecture too: the overlay must be there.
+		overlay := filepath.Join(filepath.Dir(c.Path), dockerstack.TestOverlayFile)
+		o, err := dockerstack.LoadCompose(overlay)
+		if err != nil {
+			return failf("the test-mode overlay %s, beside %s, could not be read: %v", dockerstack.TestOverlayFile, c.Path, err)
 		}
+		vs = append(vs, p.CheckTest(o)...)
+		checked = append(checked, overlay+" (test mode)")
 		if len(vs) > 0 {
 			var lines []string
 			for _, v := range vs {

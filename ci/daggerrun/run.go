@@ -16,6 +16,7 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
@@ -33,7 +34,7 @@ const (
 )
 
 // SourceFiles are the repository files `kgci test-e2e` reads.
-var SourceFiles = []string{"docker-compose.prod.yml", "budgets.yaml"}
+var SourceFiles = []string{dockerstack.ProdComposeFile, dockerstack.TestOverlayFile, "budgets.yaml"}
 
 // Options are the inputs of one run.
 type Options struct {

@@ -63,7 +63,7 @@ func TestTestTranscript(t *testing.T) {
 				`withMountedFile(path: "/images/backend.tar"`,
 				`withMountedFile(path: "/images/frontend.tar"`,
 				`withMountedFile(path: "/images/postgres.tar"`,
-				`filter(include: ["docker-compose.prod.yml","budgets.yaml"])`,
+				`filter(include: ["docker-compose.prod.yml","docker-compose.test.yml","budgets.yaml"])`,
 				`asTarball(mediaTypes: DockerMediaTypes)`,
 				`"/kgci","finalize","--image","backend"`,
 				`"/kgci","finalize","--image","frontend"`,

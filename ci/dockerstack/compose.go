@@ -13,6 +13,9 @@ import (
 // ProdComposeFile is the deployment the e2e stack mirrors, relative to the repository root.
 const ProdComposeFile = "docker-compose.prod.yml"
 
+// TestOverlayFile is the test-mode overlay, beside ProdComposeFile.
+const TestOverlayFile = "docker-compose.test.yml"
+
 // Compose is the part of a compose file that decides how a service must run. Only what the
 // stack applies or the checks verify is read; everything else in the file is ignored.
 type Compose struct {

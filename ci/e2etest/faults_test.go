@@ -347,8 +347,12 @@ func TestFaultComposeDriftsFromTheArchitecture(t *testing.T) {
 	require.Positive(t, fe)
 	drifted := prod[:fe] + strings.Replace(prod[fe:], "cap_drop:\n      - ALL", "cap_drop:\n      - ALL\n    cap_add:\n      - NET_BIND_SERVICE", 1)
 	require.NotEqual(t, prod, drifted)
-	compose := filepath.Join(t.TempDir(), dockerstack.ProdComposeFile)
+	dir := t.TempDir()
+	compose := filepath.Join(dir, dockerstack.ProdComposeFile)
 	require.NoError(t, os.WriteFile(compose, []byte(drifted), 0o644))
+	overlay, err := os.ReadFile(filepath.Join(e.root, dockerstack.TestOverlayFile))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, dockerstack.TestOverlayFile), overlay, 0o644))
 	res := e.run(t, Config{Checks: []string{"policy.compose"}, ComposeFile: compose})
 	requireRed(t, res, "policy.compose", "frontend: no capability added back after cap_drop ALL", "services.frontend.cap_add has [NET_BIND_SERVICE]", compose)
 }
