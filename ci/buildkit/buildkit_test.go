@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,8 +151,8 @@ func TestBuildOnDaemon(t *testing.T) {
 			}
 			cfg := img.Config.Config
 			assert.Equal(t, "1000:1000", cfg.User)
-			assert.Equal(t, r.Name, img.Env()["APP"])
-			assert.NotEmpty(t, img.Env()["PATH"], "base env inherited")
+			assert.Contains(t, cfg.Env, "APP="+r.Name)
+			assert.True(t, slices.ContainsFunc(cfg.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }), "base env inherited")
 			assert.Equal(t, "/app", cfg.WorkingDir)
 			assert.Equal(t, 5*time.Second, cfg.Healthcheck.Interval)
 			assert.Contains(t, cfg.ExposedPorts, "8000/tcp")

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -25,10 +23,6 @@ type File struct {
 	Linkname string `json:"linkname,omitempty"`
 }
 
-// IsDir, IsRegular report the entry type.
-func (f File) IsDir() bool     { return f.Type == tar.TypeDir }
-func (f File) IsRegular() bool { return f.Type == tar.TypeReg || f.Type == tar.TypeRegA }
-
 // Entry is a File as one layer wrote it (whiteout markers included), with
 // what Options.Scan said of its content.
 type Entry struct {
@@ -43,8 +37,9 @@ type Layer struct {
 	Compressed   int64  `json:"compressed"` // 0 when Options.Sizes is SizesNone
 	Uncompressed int64  `json:"uncompressed"`
 	// CreatedBy is the history entry of the step that made the layer.
-	CreatedBy string  `json:"created_by,omitempty"`
-	Entries   []Entry `json:"-"`
+	CreatedBy string `json:"created_by,omitempty"`
+	// Entries are kept when Options.Scan is set.
+	Entries []Entry `json:"-"`
 }
 
 // Image is what Read found.
@@ -76,19 +71,18 @@ const (
 	SizesMeasured
 )
 
-// ScanLimit is the largest file whose content Options.Scan sees.
-const ScanLimit = 1 << 20
+// scanLimit is the largest file whose content Options.Scan sees (keys and
+// credentials files are small).
+const scanLimit = 1 << 20
 
 // Options say how much of the image to read.
 type Options struct {
 	Sizes SizeMode
 	// Files asks for the final filesystem (Image.Files).
 	Files bool
-	// Entries keeps every layer's entries (Layer.Entries).
-	Entries bool
-	// Scan, when set, sees the content of every regular file of up to
-	// ScanLimit bytes in every layer; what it returns becomes the entry's
-	// Notes. Implies Entries.
+	// Scan, when set, keeps every layer's entries (Layer.Entries) and sees
+	// the content of every regular file of up to 1 MiB in every layer; what
+	// it returns becomes the entry's Notes.
 	Scan func(path string, content []byte) []string
 }
 
@@ -238,9 +232,7 @@ func (t *tap) Uncompressed() (io.ReadCloser, error) {
 				zw.Close()
 				t.result.Compressed = cw.n
 			}
-			if t.opt.Entries || t.opt.Scan != nil {
-				t.result.Entries = es
-			}
+			t.result.Entries = es
 			t.err = errors.Join(derr, cerr, serr)
 			return t.err
 		},
@@ -262,17 +254,14 @@ func (r *tapReader) Close() error {
 }
 
 func (t *tap) scan(r io.Reader) ([]Entry, error) {
-	if !t.opt.Entries && t.opt.Scan == nil {
+	if t.opt.Scan == nil {
 		return nil, nil
 	}
 	var out []Entry
-	var buf []byte
-	if t.opt.Scan != nil {
-		buf = make([]byte, ScanLimit)
-	}
+	buf := make([]byte, scanLimit)
 	err := eachEntry(r, func(h *tar.Header, content io.Reader) error {
 		e := Entry{File: fileOf(h), Layer: t.index}
-		if t.opt.Scan != nil && h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size <= ScanLimit {
+		if h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size <= scanLimit {
 			n, err := io.ReadFull(content, buf[:h.Size])
 			if err != nil {
 				return fmt.Errorf("%s: %w", e.Path, err)
@@ -307,24 +296,4 @@ type counter struct{ n int64 }
 func (c *counter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
-}
-
-// Paths returns the final filesystem's paths, sorted.
-func (i *Image) Paths() []string {
-	out := make([]string, 0, len(i.Files))
-	for p := range i.Files {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Env returns the config's environment as a map.
-func (i *Image) Env() map[string]string {
-	m := map[string]string{}
-	for _, e := range i.Config.Config.Env {
-		k, v, _ := strings.Cut(e, "=")
-		m[k] = v
-	}
-	return m
 }
