@@ -516,18 +516,20 @@ test_postgres() {
 # docker:27-dind: the Dagger path's checker runs `kgci test-e2e --dockerd` in
 # it, which starts this dockerd inside the container (docs/dagger.md). Debian's
 # docker.io (20.10) brings containerd, runc, docker-proxy and tini; iptables is
-# what dockerd programs the bridge networks with.
+# what dockerd programs the bridge networks with. chromium (and one font, so
+# the screenshots have letters) is for the browser.* checks, which kgci runs
+# in the same container against the ports its dockerd publishes on loopback.
 build_docker() {
   local root="$1" v
   extract_minbase "$root"
   chroot_mount "$root"
   apt_prepare "$root"
-  apt_install "$root" docker.io iptables ca-certificates
-  for c in dockerd docker containerd runc docker-proxy iptables; do
+  apt_install "$root" docker.io iptables ca-certificates chromium fonts-dejavu-core
+  for c in dockerd docker containerd runc docker-proxy iptables chromium; do
     in_chroot "$root" sh -c "command -v $c" >/dev/null || die "docker image: $c missing after apt-get install docker.io"
   done
   v="$(in_chroot "$root" dockerd --version)"
-  log "docker: chroot test: $v; $(in_chroot "$root" containerd --version | cut -d' ' -f1-3)"
+  log "docker: chroot test: $v; $(in_chroot "$root" containerd --version | cut -d' ' -f1-3); $(in_chroot "$root" chromium --version)"
   apt_finish "$root"
   chroot_umount "$root"
   IMAGE_ARGS=(--env "PATH=$CHROOT_PATH" --env LANG=C.UTF-8 --cmd dockerd --volume /var/lib/docker)

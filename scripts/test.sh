@@ -20,6 +20,8 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+# install-deps.sh installs Debian's chromium: the browser tests may not skip for want of it.
+export KGCI_REQUIRE_CHROMIUM=1
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

@@ -38,6 +38,8 @@ type Outcome struct {
 	Status  Status
 	Message string // one or two sentences; on failure, what is wrong and what to change
 	Details string // evidence: command output, log tail, response body
+	// Files the check left in the results directory (screenshots), relative to it.
+	Files []string
 }
 
 func passf(format string, a ...any) Outcome {
@@ -65,6 +67,7 @@ type Result struct {
 	Duration time.Duration
 	Message  string
 	Details  string
+	Files    []string // relative to the results directory
 }
 
 // Check is one named check.
@@ -119,6 +122,7 @@ type Env struct {
 	httpOnce sync.Once
 	http     *http.Client
 	images   imageCache
+	browser  browser
 }
 
 // HTTP is the client every check uses; it refuses any address the run does not own.
@@ -164,6 +168,7 @@ func All() []Check {
 		healthcheckImage("backend"), healthcheckImage("frontend"),
 		websocketUpgrade, websocketPlainAPI,
 		envInjection,
+		browserGenes, browserDeepLink, browserLiveUpdate, browserCustomURLs,
 		securityUsers, securityCapabilities, securityDBIsolation, securityNoSecrets, securityNoBuildTools,
 		sizeBudgets, gzipAssets,
 		healthDatabaseDown,
@@ -222,6 +227,8 @@ const Parallelism = 4
 // Results come back in the order of list.
 func Run(ctx context.Context, list []Check, e *Env, done func(Result)) []Result {
 	results := make([]Result, len(list))
+	// One Chromium serves every browser check of the run; nothing of it outlives the run.
+	defer e.browser.close()
 	var mu sync.Mutex
 	report := func(i int, r Result) {
 		mu.Lock()
@@ -281,7 +288,7 @@ func runOne(ctx context.Context, c Check, e *Env) (r Result) {
 	} else if o.Status == Fail && ctx.Err() != nil {
 		o.Message = fmt.Sprintf("interrupted: %s", o.Message)
 	}
-	r.Status, r.Message, r.Details = o.Status, o.Message, o.Details
+	r.Status, r.Message, r.Details, r.Files = o.Status, o.Message, o.Details, o.Files
 	return r
 }
 

@@ -7,11 +7,61 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 )
+
+// frontendVariant is one more frontend container from the image under test, with other
+// runtime settings.
+type frontendVariant struct {
+	name string
+	base string // http://127.0.0.1:PORT
+	stop func()
+}
+
+// startFrontendVariant starts it on the proxy-side network with a loopback port, under the
+// same security options as the real frontend. The backend's alias resolves there too, so
+// nginx's upstream loads as in the real frontend; an internal-only container could not
+// publish a port.
+func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[string]string) (*frontendVariant, error) {
+	s := e.Stack
+	svc, err := s.Compose.Service(dockerstack.Frontend)
+	if err != nil {
+		return nil, err
+	}
+	name := s.Name(suffix)
+	args := []string{"run", "-d"}
+	args = append(args, s.RunArgs(suffix, suffix)...)
+	args = append(args, "--network", s.ProxyNetwork(), "-p", "127.0.0.1::8080")
+	args = append(args, svc.SecurityArgs()...)
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "-e", k+"="+env[k])
+	}
+	args = append(args, s.Images[dockerstack.Frontend])
+	stop := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, _ = e.Docker().Run(rctx, "rm", "-f", name)
+	}
+	if _, err := e.Docker().Run(ctx, args...); err != nil {
+		stop()
+		return nil, fmt.Errorf("could not start a second frontend container: %v", err)
+	}
+	hp, err := s.HostPort(ctx, name, 8080)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	return &frontendVariant{name: name, base: "http://" + hp, stop: stop}, nil
+}
 
 // envInjection starts one more frontend container with non-default runtime settings: the
 // same image must serve them in /env-config.js, uncached, with no rebuild.
@@ -22,36 +72,13 @@ var envInjection = Check{
 	Needs:   []string{dockerstack.Frontend},
 	Timeout: 40 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {
-		s := e.Stack
 		want := map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
-		svc, err := s.Compose.Service(dockerstack.Frontend)
+		v, err := e.startFrontendVariant(ctx, "frontend-env", want)
 		if err != nil {
 			return failf("%v", err)
 		}
-		name := s.Name("frontend-env")
-		args := []string{"run", "-d"}
-		args = append(args, s.RunArgs("frontend-env", "frontend-env")...)
-		// The backend's alias resolves on the proxy-side network too, so nginx's upstream
-		// loads as in the real frontend; an internal-only container could not publish a port.
-		args = append(args, "--network", s.ProxyNetwork(), "-p", "127.0.0.1::8080")
-		args = append(args, svc.SecurityArgs()...)
-		for k, v := range want {
-			args = append(args, "-e", k+"="+v)
-		}
-		args = append(args, s.Images[dockerstack.Frontend])
-		if _, err := e.Docker().Run(ctx, args...); err != nil {
-			return failf("could not start a second frontend container: %v", err)
-		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			_, _ = e.Docker().Run(rctx, "rm", "-f", name)
-		}()
-		hp, err := s.HostPort(ctx, name, 8080)
-		if err != nil {
-			return failf("%v", err)
-		}
-		base := "http://" + hp
+		defer v.stop()
+		base, name := v.base, v.name
 		var cfg map[string]string
 		var r *response
 		for {

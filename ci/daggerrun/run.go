@@ -70,7 +70,11 @@ func Checker(c *dagger.Client, o Options) (*dagger.Container, error) {
 			return nil, fmt.Errorf("daggerrun: no %s image", svc)
 		}
 	}
-	ctr := o.Docker.
+	ctr := o.Docker
+	for _, args := range spec.CheckerSetup(o.Profile) {
+		ctr = ctr.WithExec(args)
+	}
+	ctr = ctr.
 		WithFile(KgciPath, o.Kgci, dagger.ContainerWithFileOpts{Permissions: 0o755}).
 		WithDirectory(SourceDir, o.Source.Filter(dagger.DirectoryFilterOpts{Include: SourceFiles})).
 		WithWorkdir(SourceDir).
@@ -123,7 +127,7 @@ func Test(ctx context.Context, c *dagger.Client, o Options) (*Tested, error) {
 	if !slices.Contains(entries, "summary.md") {
 		out, _ := ran.Stdout(ctx)
 		errOut, _ := ran.Stderr(ctx)
-		return nil, fmt.Errorf("kgci test-e2e could not run (exit %d):\n%s", code, tail(out+errOut, 40))
+		return nil, fmt.Errorf("kgci test-e2e could not run (exit %d):\n%s", code, dockerstack.Tail(out+errOut, 40))
 	}
 	summary, _ := t.Results.File("summary.md").Contents(ctx)
 	return t, fmt.Errorf("%w (exit %d); the results directory has junit.xml, results.json and the service logs.\n%s", ErrChecksFailed, code, summary)
@@ -195,12 +199,4 @@ func Publish(ctx context.Context, t *Tested, o PublishOptions) (*dagger.Director
 		return nil, fmt.Errorf("kgci publish failed (exit %d): %s", code, strings.TrimSpace(errOut))
 	}
 	return pushed.Directory(ResultsDir), nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -1,7 +1,6 @@
 package dockerstack
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -180,9 +179,14 @@ func tailFile(path string, n int) string {
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	return Tail(string(b), n)
+}
+
+// Tail is the last n lines of a log or command output, for messages.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	return string(bytes.Join(lines, []byte("\n")))
+	return strings.Join(lines, "\n")
 }

@@ -319,7 +319,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			rel, _ := filepath.Rel(c.ResultsDir, f)
 			res.Report.Logs = append(res.Report.Logs, rel)
 			if b, err := os.ReadFile(f); err == nil {
-				logs[strings.TrimSuffix(filepath.Base(f), ".log")] = tail(string(b), 30)
+				logs[strings.TrimSuffix(filepath.Base(f), ".log")] = dockerstack.Tail(string(b), 30)
 			}
 		}
 		res.Files = append(res.Files, files...)
@@ -348,7 +348,7 @@ func PrintResult(w io.Writer, r checks.Result) {
 	mark := map[checks.Status]string{checks.Pass: "PASS", checks.Fail: "FAIL", checks.Skip: "SKIP"}[r.Status]
 	fmt.Fprintf(w, "%s %-34s %6.2fs  %s\n", mark, r.Name, r.Duration.Seconds(), oneLine(r.Message, 220))
 	if r.Status == checks.Fail && r.Details != "" {
-		fmt.Fprintf(w, "     %s\n", strings.ReplaceAll(tail(r.Details, 15), "\n", "\n     "))
+		fmt.Fprintf(w, "     %s\n", strings.ReplaceAll(dockerstack.Tail(r.Details, 15), "\n", "\n     "))
 	}
 }
 
@@ -358,14 +358,6 @@ func oneLine(s string, n int) string {
 		s = s[:n-3] + "..."
 	}
 	return s
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ErrFailed is returned by the command when a check failed.

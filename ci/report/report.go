@@ -131,6 +131,8 @@ type jsonCheck struct {
 	DurationMS int64  `json:"duration_ms"`
 	Message    string `json:"message"`
 	Details    string `json:"details,omitempty"`
+	// Files the check left in the results directory, relative to it (screenshots).
+	Files []string `json:"files,omitempty"`
 }
 
 // JSON renders results.json.
@@ -145,7 +147,7 @@ func JSON(r *Run) ([]byte, error) {
 	for _, x := range r.Results {
 		d.Checks = append(d.Checks, jsonCheck{
 			Name: x.Name, Group: x.Group, Status: string(x.Status),
-			DurationMS: x.Duration.Milliseconds(), Message: x.Message, Details: x.Details,
+			DurationMS: x.Duration.Milliseconds(), Message: x.Message, Details: x.Details, Files: x.Files,
 		})
 	}
 	b, err := json.MarshalIndent(d, "", "  ")
@@ -291,6 +293,19 @@ func Markdown(r *Run, logTail func(service string) string) []byte {
 		if ev != "" {
 			fmt.Fprintf(&b, "\n<details open><summary>Evidence for <code>%s</code></summary>\n\n%s\n\n</details>\n", first.Name, fence(ev))
 		}
+	}
+	// Relative links: they open from the results directory (a CI artifact, or the
+	// directory `dagger call ... export` wrote).
+	var shots []string
+	for _, x := range r.Results {
+		for _, f := range x.Files {
+			if strings.HasSuffix(f, ".png") {
+				shots = append(shots, fmt.Sprintf("[`%s`](%s)", x.Name, filepath.ToSlash(f)))
+			}
+		}
+	}
+	if len(shots) > 0 {
+		fmt.Fprintf(&b, "\nScreenshots: %s\n", strings.Join(shots, " · "))
 	}
 	if len(r.Images) > 0 {
 		b.WriteString("\n| Tested image | Image ID | Manifest digest |\n|---|---|---|\n")

@@ -187,3 +187,29 @@ func TestWriteAndStepSummary(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, strings.Count(string(got), "## ❌ kgci test-e2e"), "appends, never overwrites")
 }
+
+func TestScreenshotsAreLinkedAndListed(t *testing.T) {
+	r := sample()
+	r.Results = append(r.Results,
+		checks.Result{Name: "browser.genes", Group: "browser", Status: checks.Pass, Message: "ok", Files: []string{"screenshots/browser.genes.png"}},
+		checks.Result{Name: "browser.deep_link", Group: "browser", Status: checks.Fail, Message: "404", Files: []string{"screenshots/browser.deep_link.png"}},
+	)
+	md := string(Markdown(r, nil))
+	assert.Contains(t, md, "Screenshots: [`browser.genes`](screenshots/browser.genes.png) · [`browser.deep_link`](screenshots/browser.deep_link.png)")
+
+	b, err := JSON(r)
+	require.NoError(t, err)
+	var doc struct {
+		Checks []struct {
+			Name  string
+			Files []string
+		}
+	}
+	require.NoError(t, json.Unmarshal(b, &doc))
+	last := doc.Checks[len(doc.Checks)-1]
+	assert.Equal(t, []string{"screenshots/browser.deep_link.png"}, last.Files)
+	assert.Nil(t, doc.Checks[0].Files)
+
+	r.Results = r.Results[:2]
+	assert.NotContains(t, string(Markdown(r, nil)), "Screenshots", "no line without pictures")
+}

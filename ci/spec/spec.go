@@ -93,6 +93,16 @@ func Bases(p Profile) map[BaseKind]Source {
 	}
 }
 
+// CheckerSetup is what the profile's Docker base needs before it can run the
+// checks: Chromium for the browser.* checks. The offline base has it already
+// (scripts/make-base-images.sh); docker:27-dind is Alpine without it.
+func CheckerSetup(p Profile) [][]string {
+	if p == Upstream {
+		return [][]string{{"apk", "add", "--no-cache", "chromium", "font-dejavu"}}
+	}
+	return nil
+}
+
 // UVImage provides the uv binary for the upstream backend builder, copied
 // in the way uv's own documentation recommends.
 const UVImage = "ghcr.io/astral-sh/uv:0.9.9"

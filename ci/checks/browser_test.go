@@ -1,0 +1,158 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// requireChromium: the browser checks' plumbing runs against a real Chromium. scripts/test.sh
+// installs one and sets KGCI_REQUIRE_CHROMIUM, so CI cannot skip these.
+func requireChromium(t *testing.T) {
+	t.Helper()
+	if _, err := ChromiumPath(); err != nil {
+		if os.Getenv("KGCI_REQUIRE_CHROMIUM") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+}
+
+func TestChromiumPathNamesTheFix(t *testing.T) {
+	t.Setenv(ChromiumEnv, "/nonexistent/chromium")
+	_, err := ChromiumPath()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "CHROMIUM_PATH=/nonexistent/chromium is not an executable Chromium")
+
+	t.Setenv(ChromiumEnv, "")
+	t.Setenv("PATH", t.TempDir())
+	_, err = ChromiumPath()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "apt-get install -y chromium")
+}
+
+func TestMissingChromiumFailsTheCheckWithTheFix(t *testing.T) {
+	t.Setenv(ChromiumEnv, "")
+	t.Setenv("PATH", t.TempDir())
+	e := &Env{FrontendURL: "http://127.0.0.1:1"}
+	defer e.browser.close()
+	o := browserCheck("browser.x", func(context.Context, *Env, *page) Outcome { return passf("unreachable") })(context.Background(), e)
+	assert.Equal(t, Fail, o.Status)
+	assert.Contains(t, o.Message, "no Chromium found")
+}
+
+// testPage logs an error, calls an API and opens a WebSocket, as the app does.
+const testPage = `<!doctype html><html><body><h1 id="t">hello</h1><script>
+console.error("boom", 42);
+fetch("/data").then(r => r.text()).then(t => { document.getElementById("t").textContent = t });
+new WebSocket("ws://" + location.host + "/sock/events");
+</script></body></html>`
+
+func TestPageRecordsWhatAPersonWouldSee(t *testing.T) {
+	requireChromium(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write([]byte(testPage))
+		case "/data":
+			_, _ = w.Write([]byte("loaded"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+
+	e := &Env{ResultsDir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := browserCheck("browser.test", func(ctx context.Context, e *Env, p *page) Outcome {
+		status, err := p.open(srv.URL + "/")
+		require.NoError(t, err)
+		assert.EqualValues(t, 200, status)
+		require.NoError(t, p.waitFor(`document.getElementById("t").textContent === "loaded"`, 10*time.Second))
+		err = p.waitFor(`false`, 300*time.Millisecond)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "not within 300ms")
+		require.Eventually(t, func() bool {
+			_, _, sockets := p.seen()
+			return len(sockets) > 0
+		}, 10*time.Second, 50*time.Millisecond)
+		problems, requests, sockets := p.seen()
+		assert.Contains(t, requests, srv.URL+"/data")
+		assert.Equal(t, []string{"ws://" + strings.TrimPrefix(srv.URL, "http://") + "/sock/events"}, sockets)
+		require.NotEmpty(t, problems)
+		assert.Contains(t, problems[0], "console.error: boom 42")
+		o, ok := p.noProblems()
+		assert.False(t, ok)
+		return o
+	})(ctx, e)
+
+	assert.Equal(t, Fail, o.Status)
+	assert.Contains(t, o.Message, "the page logged")
+	assert.Contains(t, o.Details, "page text: loaded", "a failure shows what the page showed")
+	assert.Contains(t, o.Details, "/data")
+	require.Equal(t, []string{"screenshots/browser.test.png"}, o.Files)
+	png, err := os.ReadFile(filepath.Join(e.ResultsDir, o.Files[0]))
+	require.NoError(t, err)
+	assert.True(t, bytes.HasPrefix(png, []byte("\x89PNG\r\n")), "a PNG file")
+
+	// Like the checks' HTTP client, the browser cannot leave loopback.
+	p, done, err := e.newPage(ctx)
+	require.NoError(t, err)
+	_, err = p.open("http://10.255.255.1/")
+	done()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ERR_NAME_NOT_RESOLVED")
+
+	pids := chromiumPids(t)
+	require.NotEmpty(t, pids, "the browser is running until the run ends")
+	e.browser.close()
+	require.Eventually(t, func() bool {
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil && !zombie(pid) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 100*time.Millisecond, "no Chromium process outlives the run")
+}
+
+// chromiumPids are the processes of browsers chromedp started (their profile directory is
+// named chromedp-runner*).
+func chromiumPids(t *testing.T) []int {
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	var pids []int
+	for _, en := range entries {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + en.Name() + "/cmdline")
+		if err == nil && bytes.Contains(b, []byte("--user-data-dir=")) && bytes.Contains(b, []byte("chromedp-runner")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
+}
