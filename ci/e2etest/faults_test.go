@@ -295,10 +295,75 @@ func TestFaultNginxWithoutUpgradeHeaders(t *testing.T) {
 		return strings.Replace(s, "proxy_set_header Connection $connection_upgrade;", "", 1)
 	})
 	res := e.run(t, Config{
-		Checks:   []string{"websocket"},
+		Checks:   []string{"websocket", "browser.live_update"},
 		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"-v", conf + ":/etc/nginx/nginx.conf:ro"}}},
 	})
 	requireRed(t, res, "websocket.upgrade", "answered 404 Not Found, want 101 Switching Protocols", "the backend itself answered", "proxy_set_header Upgrade $http_upgrade")
+	// What a person sees: the page loads, but a database change never arrives.
+	requireRed(t, res, "browser.live_update", "the page's WebSocket did not connect", "location /ws/")
+	requireScreenshot(t, res, "browser.live_update")
+}
+
+// requireScreenshot: a browser check leaves a picture of the page, red or green, linked
+// from summary.md.
+func requireScreenshot(t *testing.T, res *Result, name string) {
+	t.Helper()
+	r, ok := res.Check(name)
+	require.True(t, ok)
+	rel := filepath.Join(checks.ScreenshotDir, name+".png")
+	require.Equal(t, []string{rel}, r.Files)
+	b, err := os.ReadFile(filepath.Join(resultsDir(res), rel))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), "\x89PNG"), "%s is a PNG", rel)
+	md, err := os.ReadFile(filepath.Join(resultsDir(res), report.MarkdownFile))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "](screenshots/"+name+".png)")
+}
+
+// Without the SPA fallback every HTTP check passes and the start page works; a shared
+// link to a gene is a 404.
+func TestFaultNginxWithoutSPAFallback(t *testing.T) {
+	e := setup(t)
+	conf := nginxVariant(t, e, func(s string) string {
+		return strings.Replace(s, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;", 1)
+	})
+	res := e.run(t, Config{
+		Checks:   []string{"browser.deep_link", "browser.genes", "health.through_nginx"},
+		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"-v", conf + ":/etc/nginx/nginx.conf:ro"}}},
+	})
+	requireRed(t, res, "browser.deep_link", "nginx answered 404 for the deep link", "/genes/PKD1", "try_files $uri $uri/ /index.html;")
+	requireScreenshot(t, res, "browser.deep_link")
+	requireGreen(t, res, "browser.genes", "health.through_nginx")
+}
+
+// A Content-Security-Policy that forbids the page's own API calls: nginx answers every
+// request an HTTP check makes, and the browser refuses to make them.
+func TestFaultCSPBlocksTheAPI(t *testing.T) {
+	e := setup(t)
+	conf := nginxVariant(t, e, func(s string) string {
+		return strings.ReplaceAll(s, "connect-src 'self' ws: wss:;", "connect-src 'none';")
+	})
+	res := e.run(t, Config{
+		Checks:   []string{"browser.genes", "health.through_nginx", "env_injection"},
+		Override: map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"-v", conf + ":/etc/nginx/nginx.conf:ro"}}},
+	})
+	requireRed(t, res, "browser.genes", "the gene table did not show the API's genes", "Content Security Policy")
+	requireScreenshot(t, res, "browser.genes")
+	requireGreen(t, res, "health.through_nginx", "env_injection")
+}
+
+// An image whose entrypoint no longer writes env-config.js: a frontend started with other
+// URLs still calls the defaults.
+func TestFaultFrontendIgnoresRuntimeURLs(t *testing.T) {
+	e := setup(t)
+	// nginx started directly: the image's env-config.js (development defaults) is served.
+	img := derive(t, e, ImageRefs(e.profile, e.tag)[dockerstack.Frontend], `ENTRYPOINT ["nginx", "-g", "daemon off;"]`, `CMD []`)
+	res := e.run(t, Config{
+		Checks: []string{"browser.custom_urls"},
+		Images: map[string]string{dockerstack.Frontend: img},
+	})
+	requireRed(t, res, "browser.custom_urls", "did not use them", "requests under /custom-api/: 0", "window._env_")
+	requireScreenshot(t, res, "browser.custom_urls")
 }
 
 func TestFaultNginxPassesUpgradeOnAPI(t *testing.T) {
@@ -366,7 +431,7 @@ func TestFaultImageOverBudget(t *testing.T) {
 }
 
 // derive makes a variant of an image with `docker commit --change`, removed at the end.
-func derive(t *testing.T, e *env, from, change string) string {
+func derive(t *testing.T, e *env, from string, changes ...string) string {
 	ctx := context.Background()
 	id := dockerstack.NewRunID()
 	ref := "kgci-fault/" + id + ":derived"
@@ -374,7 +439,11 @@ func derive(t *testing.T, e *env, from, change string) string {
 	_, err := e.d.Run(ctx, "create", "--name", cname, from)
 	require.NoError(t, err)
 	defer e.d.Run(ctx, "rm", "-f", cname)
-	_, err = e.d.Run(ctx, "commit", "--change", change, cname, ref)
+	args := []string{"commit"}
+	for _, c := range changes {
+		args = append(args, "--change", c)
+	}
+	_, err = e.d.Run(ctx, append(args, cname, ref)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = e.d.Run(context.Background(), "rmi", "-f", ref) })
 	return ref
