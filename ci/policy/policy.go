@@ -228,6 +228,55 @@ func fromCompose(s dockerstack.Service) Running {
 	return r
 }
 
+// FromInspect is a container as `docker inspect` shows it, in the terms of Running:
+// networks and volumes named by the run (kgci-<run>-…) get their compose names back
+// through the run's maps (compose name -> run name), and Aliases are the names the
+// container answers to on every network it joins.
+func FromInspect(info *dockerstack.ContainerInfo, networks, volumes map[string]string) Running {
+	r := Running{
+		Name: strings.TrimPrefix(info.Name, "/"), User: info.Config.User,
+		CapDrop: info.HostConfig.CapDrop, CapAdd: info.HostConfig.CapAdd, SecurityOpt: info.HostConfig.SecurityOpt,
+		LogConfig: LogConfig{Driver: info.HostConfig.LogConfig.Type, Options: info.HostConfig.LogConfig.Config},
+	}
+	if h := info.Config.Healthcheck; h != nil {
+		r.Healthcheck = h.Test
+	}
+	composeName := func(m map[string]string, name string) string {
+		for k, v := range m {
+			if v == name {
+				return k
+			}
+		}
+		return name
+	}
+	for i, n := range sortedKeys(info.NetworkSettings.Networks) {
+		r.Networks = append(r.Networks, composeName(networks, n))
+		aliases := info.NetworkSettings.Networks[n].Aliases
+		if i == 0 {
+			r.Aliases = slices.Clone(aliases)
+			continue
+		}
+		r.Aliases = slices.DeleteFunc(r.Aliases, func(a string) bool { return !slices.Contains(aliases, a) })
+	}
+	for _, port := range sortedKeys(info.NetworkSettings.Ports) {
+		num, proto, _ := strings.Cut(port, "/")
+		for _, b := range info.NetworkSettings.Ports[port] {
+			r.Ports = append(r.Ports, Port{HostIP: b.HostIP, HostPort: b.HostPort, Container: num, Proto: proto})
+		}
+	}
+	for _, m := range info.Mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		v := composeName(volumes, m.Name) + ":" + m.Destination
+		if !m.RW {
+			v += ":ro"
+		}
+		r.Mounts = append(r.Mounts, v)
+	}
+	return r
+}
+
 // finding is a broken rule of one service: the key to fix, the inspect field that shows
 // it at run time, the requirement and what was found.
 type finding struct{ key, field, req, got string }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,10 +233,14 @@ func TestRuntimeDrift(t *testing.T) {
 			svc(rt, "postgres", func(r *Running) { r.Mounts = []string{"kidney_genetics_postgres_data:/var/lib/postgresql/data:ro"} })
 		}, "services.postgres.volumes", "Mounts", "(Volume Management)", "docker-compose.prod.yml"},
 		{"published on every interface", func(rt *Runtime) {
-			svc(rt, "backend", func(r *Running) { r.Ports = []Port{{HostIP: "0.0.0.0", HostPort: "49153", Container: "8000", Proto: "tcp"}} })
+			svc(rt, "backend", func(r *Running) {
+				r.Ports = []Port{{HostIP: "0.0.0.0", HostPort: "49153", Container: "8000", Proto: "tcp"}}
+			})
 		}, "containerPorts", "NetworkSettings.Ports", "backend: publishes exactly [127.0.0.1:8001:8000], any host port", PortsFile},
 		{"database published", func(rt *Runtime) {
-			svc(rt, "postgres", func(r *Running) { r.Ports = []Port{{HostIP: "127.0.0.1", HostPort: "5433", Container: "5432", Proto: "tcp"}} })
+			svc(rt, "postgres", func(r *Running) {
+				r.Ports = []Port{{HostIP: "127.0.0.1", HostPort: "5433", Container: "5432", Proto: "tcp"}}
+			})
 		}, "containerPorts", "NetworkSettings.Ports", "postgres: publishes exactly []", PortsFile},
 		{"frontend unpublished", func(rt *Runtime) { svc(rt, "frontend", func(r *Running) { r.Ports = nil }) },
 			"containerPorts", "NetworkSettings.Ports", "frontend: publishes exactly [127.0.0.1:8080:8080]", PortsFile},
@@ -283,4 +288,44 @@ func TestRuntimeViolationSaysWhereToFix(t *testing.T) {
 	require.Len(t, vs, 1)
 	assert.False(t, vs[0].FileIsRight)
 	assert.Equal(t, "backend: no capability added back after cap_drop ALL: container kgci-ab12-backend HostConfig.CapAdd has [NET_RAW] (set services.backend.cap_add in docker-compose.prod.yml)", vs[0].String())
+}
+
+// What `docker inspect` (Docker 20.10) prints of a kgci test-e2e container becomes the
+// policy's Running: the run's names mapped back, aliases common to all its networks.
+func TestFromInspect(t *testing.T) {
+	var infos []dockerstack.ContainerInfo
+	require.NoError(t, json.Unmarshal([]byte(`[{
+		"Name": "/kgci-ab12-postgres",
+		"Config": {"User": "", "Healthcheck": {"Test": ["CMD-SHELL", "pg_isready -h 127.0.0.1"], "Interval": 1000000000}},
+		"HostConfig": {"CapAdd": null, "CapDrop": null, "SecurityOpt": ["no-new-privileges:true"],
+			"LogConfig": {"Type": "json-file", "Config": {"max-file": "5", "max-size": "50m"}}},
+		"NetworkSettings": {
+			"Ports": {"5432/tcp": null, "9999/udp": [{"HostIp": "127.0.0.1", "HostPort": "40000"}]},
+			"Networks": {
+				"kgci-ab12-kidney_genetics_internal_net": {"Aliases": ["kidney_genetics_postgres", "3f2a9c1d"], "IPAddress": "172.20.0.2"},
+				"bridge": {"Aliases": null}
+			}
+		},
+		"Mounts": [
+			{"Type": "volume", "Name": "kgci-ab12-kidney_genetics_postgres_data", "Destination": "/var/lib/postgresql/data", "RW": true},
+			{"Type": "volume", "Name": "0a1b2c", "Destination": "/scratch", "RW": false},
+			{"Type": "bind", "Source": "/tmp/x", "Destination": "/etc/x", "RW": false}
+		]
+	}]`), &infos))
+	nets := map[string]string{"kidney_genetics_internal_net": "kgci-ab12-kidney_genetics_internal_net", "npm_proxy_network": "kgci-ab12-npm_proxy_network"}
+	vols := map[string]string{"kidney_genetics_postgres_data": "kgci-ab12-kidney_genetics_postgres_data"}
+	assert.Equal(t, Running{
+		Name:        "kgci-ab12-postgres",
+		SecurityOpt: []string{"no-new-privileges:true"},
+		Networks:    []string{"bridge", "kidney_genetics_internal_net"},
+		Ports:       []Port{{HostIP: "127.0.0.1", HostPort: "40000", Container: "9999", Proto: "udp"}},
+		Healthcheck: []string{"CMD-SHELL", "pg_isready -h 127.0.0.1"},
+		LogConfig:   LogConfig{Driver: "json-file", Options: map[string]string{"max-file": "5", "max-size": "50m"}},
+		Mounts:      []string{"kidney_genetics_postgres_data:/var/lib/postgresql/data", "0a1b2c:/scratch:ro"},
+	}, FromInspect(&infos[0], nets, vols), "a network without the alias leaves none common to all")
+
+	delete(infos[0].NetworkSettings.Networks, "bridge")
+	r := FromInspect(&infos[0], nets, vols)
+	assert.Equal(t, []string{"kidney_genetics_postgres", "3f2a9c1d"}, r.Aliases)
+	assert.Equal(t, []string{"kidney_genetics_internal_net"}, r.Networks)
 }
