@@ -39,6 +39,11 @@ type Policy struct {
 		Ports         map[string][]string
 		ExtraNetworks map[string][]string `yaml:"extra_networks"`
 	} `yaml:"test_mode"`
+	// FrontendHTTP is what the frontend must serve (env_injection and gzip.assets).
+	FrontendHTTP struct {
+		EnvConfigCacheControl []string `yaml:"env_config_cache_control"`
+		GzipTypes             []string `yaml:"gzip_types"`
+	} `yaml:"frontend_http"`
 	// E2EStack is how kgci test-e2e's stack knowingly differs from test mode in what it
 	// publishes; policy.runtime applies it, the deviations say why.
 	E2EStack struct {
@@ -78,12 +83,39 @@ func Parse(b []byte) (*Policy, error) {
 	if len(p.Services) == 0 {
 		return nil, fmt.Errorf("ci/policy/architecture.yaml: no services")
 	}
+	// A run-time check with nothing to compare would pass vacuously.
+	if len(p.FrontendHTTP.EnvConfigCacheControl) == 0 || len(p.FrontendHTTP.GzipTypes) == 0 {
+		return nil, fmt.Errorf("ci/policy/architecture.yaml: frontend_http needs env_config_cache_control and gzip_types (env_injection and gzip.assets read them)")
+	}
 	for _, d := range p.Deviations {
 		if d.Requirement == "" || d.Ours == "" || d.Why == "" {
 			return nil, fmt.Errorf("ci/policy/architecture.yaml: deviation %q needs requirement, ours and why", d.Requirement)
 		}
 	}
 	return &p, nil
+}
+
+// CacheControlMissing returns the directives of env_config_cache_control that a
+// Cache-Control header of env-config.js lacks.
+func (p *Policy) CacheControlMissing(header string) []string {
+	have := map[string]bool{}
+	for _, d := range strings.Split(header, ",") {
+		name, _, _ := strings.Cut(d, "=")
+		have[strings.ToLower(strings.TrimSpace(name))] = true
+	}
+	var missing []string
+	for _, d := range p.FrontendHTTP.EnvConfigCacheControl {
+		if !have[strings.ToLower(d)] {
+			missing = append(missing, d)
+		}
+	}
+	return missing
+}
+
+// Gzipped reports whether responses of a Content-Type must be gzipped (gzip_types).
+func (p *Policy) Gzipped(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return slices.Contains(p.FrontendHTTP.GzipTypes, strings.ToLower(strings.TrimSpace(mt)))
 }
 
 // Violation is one requirement a compose file or a running container breaks, with where

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -117,8 +118,15 @@ func TestTestModePortsAndNetworks(t *testing.T) {
 func TestPolicyIsStrict(t *testing.T) {
 	_, err := Parse([]byte("services:\n  backend:\n    cap_drop_al: true\n"))
 	assert.ErrorContains(t, err, "cap_drop_al", "a typo must not switch a requirement off")
-	_, err = Parse([]byte("services:\n  backend: {}\ndeviations:\n  - requirement: x\n    ours: y\n"))
+	const served = "frontend_http: {env_config_cache_control: [no-store], gzip_types: [text/css]}\n"
+	_, err = Parse([]byte("services:\n  backend: {}\n" + served + "deviations:\n  - requirement: x\n    ours: y\n"))
 	assert.ErrorContains(t, err, "needs requirement, ours and why")
+	_, err = Parse([]byte("services:\n  backend: {}\nfrontend_http: {gzip_types: [text/css]}\n"))
+	assert.ErrorContains(t, err, "frontend_http needs env_config_cache_control", "an empty expectation would let env_injection pass vacuously")
+	_, err = Parse([]byte("services:\n  backend: {}\n" + served + "frontend_http_extra: 1\n"))
+	assert.ErrorContains(t, err, "frontend_http_extra")
+	_, err = Parse([]byte("services:\n  backend: {}\nfrontend_http: {env_config_cache_control: [no-store], gzip_type: [text/css]}\n"))
+	assert.ErrorContains(t, err, "gzip_type")
 	b, err := os.ReadFile(filepath.Join("architecture.yaml"))
 	require.NoError(t, err)
 	_, err = Parse(b)
@@ -328,4 +336,36 @@ func TestFromInspect(t *testing.T) {
 	r := FromInspect(&infos[0], nets, vols)
 	assert.Equal(t, []string{"kidney_genetics_postgres", "3f2a9c1d"}, r.Aliases)
 	assert.Equal(t, []string{"kidney_genetics_internal_net"}, r.Networks)
+}
+
+func TestFrontendHTTPExpectations(t *testing.T) {
+	p, err := Architecture()
+	require.NoError(t, err)
+	assert.Empty(t, p.CacheControlMissing("no-store, no-cache, must-revalidate"))
+	assert.Empty(t, p.CacheControlMissing("No-Cache,no-store"))
+	assert.Equal(t, []string{"no-store"}, p.CacheControlMissing("no-cache, max-age=0"))
+	assert.Equal(t, []string{"no-store", "no-cache"}, p.CacheControlMissing(""))
+	assert.Equal(t, []string{"no-store", "no-cache"}, p.CacheControlMissing("public, max-age=31536000, immutable"))
+	assert.True(t, p.Gzipped("application/javascript"))
+	assert.True(t, p.Gzipped("application/json; charset=utf-8"))
+	assert.True(t, p.Gzipped("Text/CSS"))
+	assert.False(t, p.Gzipped("image/png"))
+	assert.False(t, p.Gzipped("text/html"), "nginx always gzips text/html; the document does not list it")
+}
+
+// nginx/nginx.prod.conf serves what frontend_http asks: its gzip_types are the policy's,
+// and its env-config.js location sends every required Cache-Control directive. (The run
+// time checks env_injection and gzip.assets see the headers; this names the file.)
+func TestNginxConfServesThePolicy(t *testing.T) {
+	p, err := Architecture()
+	require.NoError(t, err)
+	conf := string(repoFile(t, "nginx/nginx.prod.conf"))
+	m := regexp.MustCompile(`(?m)^\s*gzip_types\s+([^;]+);`).FindStringSubmatch(conf)
+	require.NotNil(t, m, "nginx.prod.conf has no gzip_types")
+	assert.ElementsMatch(t, p.FrontendHTTP.GzipTypes, strings.Fields(m[1]), "gzip_types in nginx/nginx.prod.conf and frontend_http.gzip_types in architecture.yaml")
+	loc := regexp.MustCompile(`(?s)location = /env-config\.js \{(.*?)\n\s*\}`).FindStringSubmatch(conf)
+	require.NotNil(t, loc, "nginx.prod.conf has no `location = /env-config.js`")
+	cc := regexp.MustCompile(`add_header Cache-Control "([^"]*)"`).FindStringSubmatch(loc[1])
+	require.NotNil(t, cc, "`location = /env-config.js` sets no Cache-Control")
+	assert.Empty(t, p.CacheControlMissing(cc[1]), "Cache-Control of env-config.js in nginx/nginx.prod.conf")
 }
