@@ -195,7 +195,10 @@ func ParsePort(s string) Port {
 }
 
 func (p Port) String() string {
-	s := p.HostPort + ":" + p.Container
+	s := p.Container
+	if p.HostIP != "" || p.HostPort != "" {
+		s = p.HostPort + ":" + s
+	}
 	if p.HostIP != "" {
 		ip := p.HostIP
 		if strings.Contains(ip, ":") {

@@ -144,6 +144,9 @@ func TestParsePort(t *testing.T) {
 		assert.Equal(t, want, ParsePort(s), s)
 	}
 	assert.Equal(t, "[::]:49153:8000", Port{HostIP: "::", HostPort: "49153", Container: "8000", Proto: "tcp"}.String())
+	for _, s := range []string{"8000", "8001:8000", "127.0.0.1::8000", "127.0.0.1:8001:8000/udp"} {
+		assert.Equal(t, s, ParsePort(s).String(), "round trip")
+	}
 	assert.True(t, samePorts([]Port{ParsePort("127.0.0.1:49153:8000")}, []Port{ParsePort("127.0.0.1:8001:8000")}, true))
 	assert.False(t, samePorts([]Port{ParsePort("127.0.0.1:49153:8000")}, []Port{ParsePort("127.0.0.1:8001:8000")}, false))
 	assert.False(t, samePorts([]Port{ParsePort("0.0.0.0:49153:8000")}, []Port{ParsePort("127.0.0.1:8001:8000")}, true))
