@@ -58,7 +58,7 @@ var policyRuntime = Check{
 			return failf("reading the running stack: %v", err)
 		}
 		if vs := p.CheckRuntime(rt); len(vs) > 0 {
-			return violations(vs, "of the running containers")
+			return violations(vs, "by the running containers")
 		}
 		var names []string
 		for _, svc := range dockerstack.Order {
