@@ -164,6 +164,7 @@ func (e *Env) Prefetch(list []Check) {
 func All() []Check {
 	return []Check{
 		policyCompose,
+		policyRuntime,
 		healthBackendDirect, healthThroughNginx, healthFrontend,
 		healthcheckImage("backend"), healthcheckImage("frontend"),
 		websocketUpgrade, websocketPlainAPI,

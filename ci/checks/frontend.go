@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/policy"
 )
 
 // frontendVariant is one more frontend container from the image under test, with other
@@ -64,7 +65,8 @@ func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[s
 }
 
 // envInjection starts one more frontend container with non-default runtime settings: the
-// same image must serve them in /env-config.js, uncached, with no rebuild.
+// same image must serve them in /env-config.js, with no rebuild, and uncached as
+// ci/policy/architecture.yaml (frontend_http.env_config_cache_control) asks.
 var envInjection = Check{
 	Name:    "env_injection",
 	Docker:  true,
@@ -97,9 +99,14 @@ var envInjection = Check{
 				return failf("started with %s=%q, the served /env-config.js has %s=%q: docker-entrypoint.sh must write the runtime environment into env-config.js at every start", k, v, k, cfg[k]).with(string(r.Body))
 			}
 		}
+		p, err := policy.Architecture()
+		if err != nil {
+			return failf("%v", err)
+		}
 		cc := r.Header.Get("Cache-Control")
-		if !strings.Contains(cc, "no-store") {
-			return failf("/env-config.js has Cache-Control %q; it must contain no-store (nginx.prod.conf `location = /env-config.js`), or browsers keep an old API/WS location", cc)
+		if missing := p.CacheControlMissing(cc); len(missing) > 0 {
+			return failf("/env-config.js has Cache-Control %q, without %s; the architecture asks for %s (ci/policy/architecture.yaml frontend_http.env_config_cache_control): set it in nginx.prod.conf `location = /env-config.js`, or browsers keep an old API/WS location",
+				cc, strings.Join(missing, ", "), strings.Join(p.FrontendHTTP.EnvConfigCacheControl, ", "))
 		}
 		return passf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws ENVIRONMENT=staging serves exactly those in /env-config.js, Cache-Control %q", cc)
 	},
@@ -107,13 +114,18 @@ var envInjection = Check{
 
 var scriptSrc = regexp.MustCompile(`<script[^>]+src="(/assets/[^"]+\.js)"`)
 
-// gzipAssets checks that nginx compresses what is worth compressing: the JS bundle (static)
-// and JSON from the API (proxied; needs gzip_proxied).
+// gzipAssets checks that nginx compresses what the architecture's gzip_types list
+// (ci/policy/architecture.yaml frontend_http): the JS bundle (static) and JSON from the API
+// (proxied; needs gzip_proxied), each of a type the policy names.
 var gzipAssets = Check{
 	Name:  "gzip.assets",
 	Needs: []string{dockerstack.Frontend, dockerstack.Backend},
 	URL:   dockerstack.Frontend,
 	Run: func(ctx context.Context, e *Env) Outcome {
+		p, err := policy.Architecture()
+		if err != nil {
+			return failf("%v", err)
+		}
 		idx, err := e.get(ctx, e.FrontendURL+"/", nil)
 		if err != nil {
 			return failf("GET %s/: %v", e.FrontendURL, err)
@@ -135,12 +147,16 @@ var gzipAssets = Check{
 			if r.StatusCode != 200 {
 				return failf("GET %s (%s) returned %d", u, target.kind, r.StatusCode).with(string(r.Body))
 			}
+			ct := r.Header.Get("Content-Type")
+			if !p.Gzipped(ct) {
+				return failf("GET %s (%s) is served as %q, which is not among the architecture's gzip_types (ci/policy/architecture.yaml frontend_http.gzip_types): serve it with a type the policy lists (nginx's mime.types, the backend's response class), or add the type to the policy and to gzip_types in nginx.prod.conf", u, target.kind, ct)
+			}
 			if ce := r.Header.Get("Content-Encoding"); ce != "gzip" {
-				hint := "enable gzip with its MIME type in gzip_types (nginx.prod.conf)"
+				hint := "gzip it: nginx.prod.conf needs `gzip on` and " + ct + " in gzip_types, as ci/policy/architecture.yaml frontend_http.gzip_types lists it"
 				if strings.HasPrefix(target.path, "/api/") {
-					hint = "proxied responses need `gzip_proxied any` and application/json in gzip_types; bodies under gzip_min_length are never compressed"
+					hint = "proxied responses need `gzip_proxied any` and application/json in gzip_types (ci/policy/architecture.yaml frontend_http.gzip_types lists it); bodies under gzip_min_length are never compressed"
 				}
-				return failf("GET %s (%s, %s, %d bytes) with Accept-Encoding: gzip came back with Content-Encoding %q: %s", u, target.kind, r.Header.Get("Content-Type"), len(r.Body), ce, hint)
+				return failf("GET %s (%s, %s, %d bytes) with Accept-Encoding: gzip came back with Content-Encoding %q: %s", u, target.kind, ct, len(r.Body), ce, hint)
 			}
 			zr, err := gzip.NewReader(bytes.NewReader(r.Body))
 			if err != nil {
@@ -153,8 +169,8 @@ var gzipAssets = Check{
 			if !strings.Contains(r.Header.Get("Vary"), "Accept-Encoding") {
 				return failf("GET %s is gzipped without `Vary: Accept-Encoding`: caches would serve gzip to clients that cannot read it (gzip_vary on)", u)
 			}
-			notes = append(notes, fmt.Sprintf("%s %d -> %d bytes", target.kind, len(plain), len(r.Body)))
+			notes = append(notes, fmt.Sprintf("%s (%s) %d -> %d bytes", target.kind, ct, len(plain), len(r.Body)))
 		}
-		return passf("Content-Encoding: gzip with Vary: Accept-Encoding: %s", strings.Join(notes, ", "))
+		return passf("Content-Encoding: gzip with Vary: Accept-Encoding, as frontend_http.gzip_types asks: %s", strings.Join(notes, ", "))
 	},
 }

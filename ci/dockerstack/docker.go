@@ -252,13 +252,35 @@ type ContainerInfo struct {
 		SecurityOpt    []string
 		ReadonlyRootfs bool
 		Privileged     bool
+		LogConfig      struct {
+			Type   string
+			Config map[string]string
+		}
 	}
 	NetworkSettings struct {
 		Networks map[string]struct {
 			IPAddress string
 			Aliases   []string
 		}
+		// Ports maps "8000/tcp" to its host bindings; an exposed, unpublished port maps to none.
+		Ports map[string][]PortBinding
 	}
+	Mounts []Mount
+}
+
+// PortBinding is one host address a container port is published on.
+type PortBinding struct {
+	HostIP   string `json:"HostIp"`
+	HostPort string
+}
+
+// Mount is one entry of a container's .Mounts.
+type Mount struct {
+	Type        string // volume, bind, tmpfs
+	Name        string // the volume's name (Type volume)
+	Source      string
+	Destination string
+	RW          bool
 }
 
 // Inspect reads a container's state and configuration.
@@ -277,6 +299,17 @@ func inspect[T any](ctx context.Context, d *Docker, kind, name string) (*T, erro
 		return nil, fmt.Errorf("docker %s inspect %s: unexpected output: %v", kind, name, err)
 	}
 	return &infos[0], nil
+}
+
+// NetworkInfo is the subset of `docker network inspect` the checks read.
+type NetworkInfo struct {
+	Name     string
+	Internal bool
+}
+
+// InspectNetwork reads a network's configuration.
+func (d *Docker) InspectNetwork(ctx context.Context, name string) (*NetworkInfo, error) {
+	return inspect[NetworkInfo](ctx, d, "network", name)
 }
 
 // ImageInfo is the subset of `docker image inspect` we need.

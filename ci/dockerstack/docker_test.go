@@ -52,3 +52,25 @@ func TestInspect(t *testing.T) {
 	_, err = d.Inspect(context.Background(), "kgci-x")
 	assert.ErrorContains(t, err, "docker container inspect kgci-x: unexpected output", "one name, one object")
 }
+
+// The fields policy.runtime reads, as Docker 20.10's `docker inspect` prints them.
+func TestInspectRuntimeFields(t *testing.T) {
+	bin, _ := fakeDocker(t)
+	d := &Docker{Bin: bin}
+	t.Setenv("FAKE_INSPECT", `[{"Id":"c1","Name":"/kgci-x-postgres",
+		"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"max-file":"5","max-size":"50m"}}},
+		"NetworkSettings":{"Ports":{"5432/tcp":null,"8000/tcp":[{"HostIp":"127.0.0.1","HostPort":"49153"}]}},
+		"Mounts":[{"Type":"volume","Name":"kgci-x-kidney_genetics_postgres_data","Source":"/var/lib/docker/volumes/kgci-x-kidney_genetics_postgres_data/_data","Destination":"/var/lib/postgresql/data","Driver":"local","Mode":"z","RW":true,"Propagation":""}]}]`)
+	c, err := d.Inspect(context.Background(), "kgci-x-postgres")
+	require.NoError(t, err)
+	assert.Equal(t, "json-file", c.HostConfig.LogConfig.Type)
+	assert.Equal(t, map[string]string{"max-file": "5", "max-size": "50m"}, c.HostConfig.LogConfig.Config)
+	assert.Equal(t, []PortBinding{{HostIP: "127.0.0.1", HostPort: "49153"}}, c.NetworkSettings.Ports["8000/tcp"])
+	assert.Empty(t, c.NetworkSettings.Ports["5432/tcp"])
+	assert.Equal(t, []Mount{{Type: "volume", Name: "kgci-x-kidney_genetics_postgres_data", Source: "/var/lib/docker/volumes/kgci-x-kidney_genetics_postgres_data/_data", Destination: "/var/lib/postgresql/data", RW: true}}, c.Mounts)
+
+	t.Setenv("FAKE_INSPECT", `[{"Name":"kgci-x-kidney_genetics_internal_net","Id":"n1","Driver":"bridge","Internal":true}]`)
+	n, err := d.InspectNetwork(context.Background(), "kgci-x-kidney_genetics_internal_net")
+	require.NoError(t, err)
+	assert.Equal(t, &NetworkInfo{Name: "kgci-x-kidney_genetics_internal_net", Internal: true}, n)
+}

@@ -401,25 +401,55 @@ func TestFaultFrontendGetsCapabilitiesBack(t *testing.T) {
 	requireRed(t, res, "security.capabilities", "frontend: PID 1 has", "CapBnd 0000000000000400", "cap_drop: ALL in")
 }
 
+// composeVariant writes a copy of docker-compose.prod.yml with old replaced by new inside
+// the service's block, and the test overlay beside it (policy.compose reads both).
+func composeVariant(t *testing.T, e *env, svc, old, new string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.root, dockerstack.ProdComposeFile))
+	require.NoError(t, err)
+	prod := string(b)
+	i := strings.Index(prod, "\n  "+svc+":")
+	require.Positive(t, i)
+	variant := prod[:i] + strings.Replace(prod[i:], old, new, 1)
+	require.NotEqual(t, prod, variant, "the edit changed nothing: %s moved on, update the test", dockerstack.ProdComposeFile)
+	dir := t.TempDir()
+	compose := filepath.Join(dir, dockerstack.ProdComposeFile)
+	require.NoError(t, os.WriteFile(compose, []byte(variant), 0o644))
+	overlay, err := os.ReadFile(filepath.Join(e.root, dockerstack.TestOverlayFile))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, dockerstack.TestOverlayFile), overlay, 0o644))
+	return compose
+}
+
 // A compose file that drifts from the architecture (the frontend gets a capability
 // back) is what the stack runs: policy.compose judges it against the architecture.
 func TestFaultComposeDriftsFromTheArchitecture(t *testing.T) {
 	e := setup(t)
-	b, err := os.ReadFile(filepath.Join(e.root, dockerstack.ProdComposeFile))
-	require.NoError(t, err)
-	prod := string(b)
-	fe := strings.Index(prod, "\n  frontend:")
-	require.Positive(t, fe)
-	drifted := prod[:fe] + strings.Replace(prod[fe:], "cap_drop:\n      - ALL", "cap_drop:\n      - ALL\n    cap_add:\n      - NET_BIND_SERVICE", 1)
-	require.NotEqual(t, prod, drifted)
-	dir := t.TempDir()
-	compose := filepath.Join(dir, dockerstack.ProdComposeFile)
-	require.NoError(t, os.WriteFile(compose, []byte(drifted), 0o644))
-	overlay, err := os.ReadFile(filepath.Join(e.root, dockerstack.TestOverlayFile))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, dockerstack.TestOverlayFile), overlay, 0o644))
+	compose := composeVariant(t, e, "frontend", "cap_drop:\n      - ALL", "cap_drop:\n      - ALL\n    cap_add:\n      - NET_BIND_SERVICE")
 	res := e.run(t, Config{Checks: []string{"policy.compose"}, ComposeFile: compose})
 	requireRed(t, res, "policy.compose", "frontend: no capability added back after cap_drop ALL", "services.frontend.cap_add has [NET_BIND_SERVICE]", compose)
+}
+
+// policy.runtime judges what Docker applied, against the architecture: a compose file
+// with the backend's log size changed (policy.compose sees it too), and a frontend
+// container created with a capability its (correct) compose entry does not give, which
+// only the running container shows. Each is named with the inspect field, and the message
+// says where the fix is: the compose key, or how the container was created.
+func TestFaultRunningContainersDriftFromTheArchitecture(t *testing.T) {
+	e := setup(t)
+	compose := composeVariant(t, e, "backend", "logging: *logging", "logging:\n      driver: json-file\n      options:\n        max-size: 10m\n        max-file: \"5\"")
+	res := e.run(t, Config{
+		Checks:      []string{"policy"},
+		ComposeFile: compose,
+		Override:    map[string]dockerstack.Override{dockerstack.Frontend: {Args: []string{"--cap-add", "NET_RAW"}}},
+	})
+	r := requireRed(t, res, "policy.runtime", "2 requirement(s) of the architecture broken by the running containers",
+		"backend: log rotation json-file, max-size 50m, max-file 5 (Log Rotation): container kgci-"+res.Report.RunID+"-backend HostConfig.LogConfig has driver \"json-file\", max-size \"10m\", max-file \"5\" (set services.backend.logging in "+compose+")",
+		"frontend: no capability added back after cap_drop ALL: container kgci-"+res.Report.RunID+"-frontend HostConfig.CapAdd has [", "NET_RAW",
+		"although services.frontend.cap_add in "+compose+" is right: the container was created otherwise")
+	t.Logf("policy.runtime: %s", r.Message)
+	c := requireRed(t, res, "policy.compose", "services.backend.logging has driver \"json-file\", max-size \"10m\"")
+	assert.NotContains(t, c.Message, "cap_add", "the compose file gives the frontend no capability: only the running container shows it")
 }
 
 func TestFaultImageOverBudget(t *testing.T) {
