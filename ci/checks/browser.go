@@ -567,8 +567,7 @@ var browserCustomURLs = Check{
 		var reqs, socks []string
 		for {
 			_, reqs, socks = p.seen()
-			if slices.ContainsFunc(reqs, func(u string) bool { return strings.HasPrefix(u, apiPrefix) }) &&
-				slices.ContainsFunc(socks, func(u string) bool { return strings.HasSuffix(u, wsPath) }) {
+			if countPrefix(reqs, apiPrefix) > 0 && countSuffix(socks, wsPath) > 0 {
 				break
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
@@ -589,19 +588,17 @@ var browserCustomURLs = Check{
 }
 
 func countPrefix(l []string, prefix string) int {
-	n := 0
-	for _, s := range l {
-		if strings.HasPrefix(s, prefix) {
-			n++
-		}
-	}
-	return n
+	return count(l, func(s string) bool { return strings.HasPrefix(s, prefix) })
 }
 
 func countSuffix(l []string, suffix string) int {
+	return count(l, func(s string) bool { return strings.HasSuffix(s, suffix) })
+}
+
+func count(l []string, match func(string) bool) int {
 	n := 0
 	for _, s := range l {
-		if strings.HasSuffix(s, suffix) {
+		if match(s) {
 			n++
 		}
 	}

@@ -84,7 +84,7 @@ func TestPageRecordsWhatAPersonWouldSee(t *testing.T) {
 		require.NoError(t, p.waitFor(`document.getElementById("t").textContent === "loaded"`, 10*time.Second))
 		err = p.waitFor(`false`, 300*time.Millisecond)
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "not within 300ms")
+		assert.Contains(t, err.Error(), "(waited 300ms)")
 		require.Eventually(t, func() bool {
 			_, _, sockets := p.seen()
 			return len(sockets) > 0
