@@ -45,11 +45,20 @@ wait_prepare() {
   rm -f "$prep_log"
   return $rc
 }
+# kill_tree PID: the process and all its descendants. Children are found while
+# their parent still lives (an orphan is reparented to init and no longer
+# found through it), and signalled before it, so make-base-images.sh runs its
+# own clean-up (chroot mounts, temporary trees) when its debootstrap ends.
+kill_tree() {
+  local c
+  for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
+  kill -TERM "$1" 2>/dev/null || true
+}
 stop_prepare() {
   # On an early failure or Ctrl-C the background set-up must not outlive us.
   if kill -0 "$prep_pid" 2>/dev/null; then
-    kill -TERM -- "$prep_pid" 2>/dev/null || true
-    pkill -TERM -P "$prep_pid" 2>/dev/null || true
+    echo "stopping the background set-up (base images, buildkitd binary)"
+    kill_tree "$prep_pid"
     wait "$prep_pid" 2>/dev/null || true
   fi
   rm -f "$prep_log"
