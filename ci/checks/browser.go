@@ -281,10 +281,11 @@ func (p *page) screenshot(e *Env, name string) string {
 	return rel
 }
 
-// browserCheck runs body in a fresh tab and attaches the screenshot and, on failure, what
-// the page showed and logged.
-func browserCheck(name string, body func(ctx context.Context, e *Env, p *page) Outcome) func(context.Context, *Env) Outcome {
-	return func(ctx context.Context, e *Env) Outcome {
+// browserCheck makes c run body in a fresh tab and attach the screenshot (named after the
+// check) and, on failure, what the page showed and logged.
+func browserCheck(c Check, body func(ctx context.Context, e *Env, p *page) Outcome) Check {
+	name := c.Name
+	c.Run = func(ctx context.Context, e *Env) Outcome {
 		p, done, err := e.newPage(ctx)
 		if err != nil {
 			return failf("%v", err)
@@ -317,6 +318,7 @@ func browserCheck(name string, body func(ctx context.Context, e *Env, p *page) O
 		}
 		return o
 	}
+	return c
 }
 
 // noProblems fails when the page logged errors a person would see in the console.
@@ -347,46 +349,45 @@ type apiGenes struct {
 
 const rowSymbols = `[...document.querySelectorAll('[data-testid="gene-row"]')].map(r => r.dataset.symbol)`
 
-var browserGenes = Check{
+var browserGenes = browserCheck(Check{
 	Name:    "browser.genes",
 	URL:     dockerstack.Frontend,
 	Needs:   []string{dockerstack.Backend, dockerstack.Frontend},
 	Timeout: 45 * time.Second,
-	Run: browserCheck("browser.genes", func(ctx context.Context, e *Env, p *page) Outcome {
-		api := e.apiBase() + "/api/genes?page=1&page_size=25&sort=symbol"
-		r, err := e.get(ctx, api, map[string]string{"Accept": "application/json"})
-		if err != nil {
-			return failf("%v", err)
-		}
-		var want apiGenes
-		if r.StatusCode != 200 || json.Unmarshal(r.Body, &want) != nil || len(want.Items) == 0 {
-			return failf("GET %s returned %d, not a list of genes: health.backend_direct says whether the API is up", api, r.StatusCode).with(snippet(r.Body))
-		}
-		var symbols []string
-		for _, it := range want.Items {
-			symbols = append(symbols, it.Symbol)
-		}
-		wantJS, _ := json.Marshal(symbols)
-		if _, err := p.open(e.FrontendURL + "/"); err != nil {
-			return failf("%v", err)
-		}
-		if err := p.waitFor("JSON.stringify("+rowSymbols+") === "+strconvQuote(string(wantJS)), browserWait); err != nil {
-			var got []string
-			_ = p.eval(p.ctx, rowSymbols, &got)
-			return failf("the gene table did not show the API's genes %s: it shows %d row(s) %v, the API's first page has %d (%s). The page's text and console are below",
-				err, len(got), first(got, 5), len(symbols), strings.Join(first(symbols, 5), ", "))
-		}
-		var env map[string]string
-		if err := p.eval(p.ctx, `window._env_ || null`, &env); err != nil || env["API_BASE_URL"] == "" {
-			return failf("the page has no window._env_: /env-config.js did not run before the bundle (index.html must load it first; docker-entrypoint.sh writes it)")
-		}
-		if o, ok := p.noProblems(); !ok {
-			return o
-		}
-		return passf("the gene table shows the API's first page (%d genes, %s ... %s) through nginx, with window._env_ API_BASE_URL=%s; no console errors",
-			len(symbols), symbols[0], symbols[len(symbols)-1], env["API_BASE_URL"])
-	}),
-}
+}, func(ctx context.Context, e *Env, p *page) Outcome {
+	api := e.apiBase() + "/api/genes?page=1&page_size=25&sort=symbol"
+	r, err := e.get(ctx, api, map[string]string{"Accept": "application/json"})
+	if err != nil {
+		return failf("%v", err)
+	}
+	var want apiGenes
+	if r.StatusCode != 200 || json.Unmarshal(r.Body, &want) != nil || len(want.Items) == 0 {
+		return failf("GET %s returned %d, not a list of genes: health.backend_direct says whether the API is up", api, r.StatusCode).with(snippet(r.Body))
+	}
+	var symbols []string
+	for _, it := range want.Items {
+		symbols = append(symbols, it.Symbol)
+	}
+	wantJS, _ := json.Marshal(symbols)
+	if _, err := p.open(e.FrontendURL + "/"); err != nil {
+		return failf("%v", err)
+	}
+	if err := p.waitFor("JSON.stringify("+rowSymbols+") === "+strconvQuote(string(wantJS)), browserWait); err != nil {
+		var got []string
+		_ = p.eval(p.ctx, rowSymbols, &got)
+		return failf("the gene table did not show the API's genes %s: it shows %d row(s) %v, the API's first page has %d (%s). The page's text and console are below",
+			err, len(got), first(got, 5), len(symbols), strings.Join(first(symbols, 5), ", "))
+	}
+	var env map[string]string
+	if err := p.eval(p.ctx, `window._env_ || null`, &env); err != nil || env["API_BASE_URL"] == "" {
+		return failf("the page has no window._env_: /env-config.js did not run before the bundle (index.html must load it first; docker-entrypoint.sh writes it)")
+	}
+	if o, ok := p.noProblems(); !ok {
+		return o
+	}
+	return passf("the gene table shows the API's first page (%d genes, %s ... %s) through nginx, with window._env_ API_BASE_URL=%s; no console errors",
+		len(symbols), symbols[0], symbols[len(symbols)-1], env["API_BASE_URL"])
+})
 
 // apiGene is /api/genes/<symbol>.
 type apiGene struct {
@@ -398,37 +399,36 @@ type apiGene struct {
 // deepLinkSymbol is a gene the seed data always has.
 const deepLinkSymbol = "PKD1"
 
-var browserDeepLink = Check{
+var browserDeepLink = browserCheck(Check{
 	Name:    "browser.deep_link",
 	URL:     dockerstack.Frontend,
 	Needs:   []string{dockerstack.Backend, dockerstack.Frontend},
 	Timeout: 45 * time.Second,
-	Run: browserCheck("browser.deep_link", func(ctx context.Context, e *Env, p *page) Outcome {
-		want, o, ok := e.gene(ctx, deepLinkSymbol)
-		if !ok {
-			return o
-		}
-		// Opened directly, as a shared link is: nginx must answer index.html for a path
-		// that is no file, and the app must route it.
-		u := e.FrontendURL + "/genes/" + deepLinkSymbol
-		status, err := p.open(u)
-		if err != nil {
-			return failf("%v", err)
-		}
-		if status != 200 {
-			return failf("nginx answered %d for the deep link %s: the SPA fallback (`try_files $uri $uri/ /index.html;` in nginx.prod.conf `location /`) must serve the app for client-side routes", status, u)
-		}
-		pred := fmt.Sprintf(`(document.querySelector('[data-testid="gene-symbol"]')?.textContent.trim() === %s) && document.querySelectorAll('[data-testid="evidence-item"]').length === %d`,
-			strconvQuote(want.Symbol), len(want.Evidence))
-		if err := p.waitFor(pred, browserWait); err != nil {
-			return failf("the deep link %s did not show %s with its %d evidence item(s) %s: the page shows %q", u, want.Symbol, len(want.Evidence), err, p.text())
-		}
-		if o, ok := p.noProblems(); !ok {
-			return o
-		}
-		return passf("%s opened directly shows %s (%s) with its %d evidence item(s), as the API has them", u, want.Symbol, want.Name, len(want.Evidence))
-	}),
-}
+}, func(ctx context.Context, e *Env, p *page) Outcome {
+	want, o, ok := e.gene(ctx, deepLinkSymbol)
+	if !ok {
+		return o
+	}
+	// Opened directly, as a shared link is: nginx must answer index.html for a path
+	// that is no file, and the app must route it.
+	u := e.FrontendURL + "/genes/" + deepLinkSymbol
+	status, err := p.open(u)
+	if err != nil {
+		return failf("%v", err)
+	}
+	if status != 200 {
+		return failf("nginx answered %d for the deep link %s: the SPA fallback (`try_files $uri $uri/ /index.html;` in nginx.prod.conf `location /`) must serve the app for client-side routes", status, u)
+	}
+	pred := fmt.Sprintf(`(document.querySelector('[data-testid="gene-symbol"]')?.textContent.trim() === %s) && document.querySelectorAll('[data-testid="evidence-item"]').length === %d`,
+		strconvQuote(want.Symbol), len(want.Evidence))
+	if err := p.waitFor(pred, browserWait); err != nil {
+		return failf("the deep link %s did not show %s with its %d evidence item(s) %s: the page shows %q", u, want.Symbol, len(want.Evidence), err, p.text())
+	}
+	if o, ok := p.noProblems(); !ok {
+		return o
+	}
+	return passf("%s opened directly shows %s (%s) with its %d evidence item(s), as the API has them", u, want.Symbol, want.Name, len(want.Evidence))
+})
 
 func (e *Env) gene(ctx context.Context, symbol string) (apiGene, Outcome, bool) {
 	var g apiGene
@@ -459,133 +459,131 @@ func (e *Env) psql(ctx context.Context, sql string) (string, error) {
 	return strings.TrimSpace(res.Stdout), nil
 }
 
-var browserLiveUpdate = Check{
+var browserLiveUpdate = browserCheck(Check{
 	Name:    "browser.live_update",
 	Docker:  true,
 	Needs:   []string{dockerstack.Postgres, dockerstack.Backend, dockerstack.Frontend},
 	Timeout: 50 * time.Second,
-	Run: browserCheck("browser.live_update", func(ctx context.Context, e *Env, p *page) Outcome {
-		// Got to as a person gets there: the start page, then the gene's link (client-side
-		// routing), so that this check does not also judge the deep link.
-		start := e.FrontendURL + "/"
-		status, err := p.open(start)
-		if err != nil {
-			return failf("%v", err)
+}, func(ctx context.Context, e *Env, p *page) Outcome {
+	// Got to as a person gets there: the start page, then the gene's link (client-side
+	// routing), so that this check does not also judge the deep link.
+	start := e.FrontendURL + "/"
+	status, err := p.open(start)
+	if err != nil {
+		return failf("%v", err)
+	}
+	if status != 200 {
+		return failf("nginx answered %d for the start page %s", status, start)
+	}
+	link := fmt.Sprintf(`document.querySelector('[data-testid="gene-row"][data-symbol="%s"] a')`, deepLinkSymbol)
+	if err := p.waitFor(link, browserWait); err != nil {
+		return failf("the gene table never showed a link to %s %s; browser.genes judges the table", deepLinkSymbol, err)
+	}
+	if err := p.eval(p.ctx, link+".click(), true", new(bool)); err != nil {
+		return failf("could not click the link to %s: %v", deepLinkSymbol, err)
+	}
+	view := fmt.Sprintf(`location.pathname === '/genes/%s' && document.querySelector('[data-testid="gene-name"]')`, deepLinkSymbol)
+	if err := p.waitFor(view, browserWait); err != nil {
+		return failf("clicking %s in the gene table did not open its page at /genes/%s %s", deepLinkSymbol, deepLinkSymbol, err)
+	}
+	if err := p.waitFor(`document.querySelector('[data-testid="live-indicator"]')?.dataset.status === 'connected'`, browserWait); err != nil {
+		var live string
+		_ = p.eval(p.ctx, `document.querySelector('[data-testid="live-indicator"]')?.dataset.status || 'absent'`, &live)
+		return failf("the page's WebSocket did not connect %s (live indicator: %s): the browser reaches the backend's /ws/events through nginx `location /ws/`; websocket.upgrade tests the handshake alone", err, live)
+	}
+	// A marker only this run writes; the name is put back afterwards, so the other
+	// checks and a rerun see the seed data.
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	marker := " [kgci " + hex.EncodeToString(b) + "]"
+	sym := sqlQuote(deepLinkSymbol)
+	t0 := time.Now()
+	if _, err := e.psql(ctx, "UPDATE genes SET name = name || "+sqlQuote(marker)+" WHERE approved_symbol = "+sym); err != nil {
+		return failf("could not change %s in the database: %v", deepLinkSymbol, err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = e.psql(rctx, "UPDATE genes SET name = replace(name, "+sqlQuote(marker)+", '') WHERE approved_symbol = "+sym)
+	}()
+	shown := fmt.Sprintf(`document.querySelector('[data-testid="gene-name"]')?.textContent.includes(%s)`, strconvQuote(marker))
+	event := fmt.Sprintf(`/gene_updated %s/.test(document.querySelector('[data-testid="live-last-event"]')?.textContent || '')`, deepLinkSymbol)
+	if err := p.waitFor(shown+" && "+event, browserWait); err != nil {
+		var got struct {
+			Event, Name string
 		}
-		if status != 200 {
-			return failf("nginx answered %d for the start page %s", status, start)
+		_ = p.eval(p.ctx, `({event: document.querySelector('[data-testid="live-last-event"]')?.textContent || '', name: document.querySelector('[data-testid="gene-name"]')?.textContent || ''})`, &got)
+		if strings.TrimSpace(got.Event) == "" {
+			return failf("a change to %s in the database never reached the page %s: no event arrived over the WebSocket (the backend LISTENs for the genes trigger's NOTIFY and pushes it to /ws/events; nginx must pass the upgrade)", deepLinkSymbol, err)
 		}
-		link := fmt.Sprintf(`document.querySelector('[data-testid="gene-row"][data-symbol="%s"] a')`, deepLinkSymbol)
-		if err := p.waitFor(link, browserWait); err != nil {
-			return failf("the gene table never showed a link to %s %s; browser.genes judges the table", deepLinkSymbol, err)
-		}
-		if err := p.eval(p.ctx, link+".click(), true", new(bool)); err != nil {
-			return failf("could not click the link to %s: %v", deepLinkSymbol, err)
-		}
-		view := fmt.Sprintf(`location.pathname === '/genes/%s' && document.querySelector('[data-testid="gene-name"]')`, deepLinkSymbol)
-		if err := p.waitFor(view, browserWait); err != nil {
-			return failf("clicking %s in the gene table did not open its page at /genes/%s %s", deepLinkSymbol, deepLinkSymbol, err)
-		}
-		if err := p.waitFor(`document.querySelector('[data-testid="live-indicator"]')?.dataset.status === 'connected'`, browserWait); err != nil {
-			var live string
-			_ = p.eval(p.ctx, `document.querySelector('[data-testid="live-indicator"]')?.dataset.status || 'absent'`, &live)
-			return failf("the page's WebSocket did not connect %s (live indicator: %s): the browser reaches the backend's /ws/events through nginx `location /ws/`; websocket.upgrade tests the handshake alone", err, live)
-		}
-		// A marker only this run writes; the name is put back afterwards, so the other
-		// checks and a rerun see the seed data.
-		b := make([]byte, 4)
-		_, _ = rand.Read(b)
-		marker := " [kgci " + hex.EncodeToString(b) + "]"
-		sym := sqlQuote(deepLinkSymbol)
-		t0 := time.Now()
-		if _, err := e.psql(ctx, "UPDATE genes SET name = name || "+sqlQuote(marker)+" WHERE approved_symbol = "+sym); err != nil {
-			return failf("could not change %s in the database: %v", deepLinkSymbol, err)
-		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_, _ = e.psql(rctx, "UPDATE genes SET name = replace(name, "+sqlQuote(marker)+", '') WHERE approved_symbol = "+sym)
-		}()
-		shown := fmt.Sprintf(`document.querySelector('[data-testid="gene-name"]')?.textContent.includes(%s)`, strconvQuote(marker))
-		event := fmt.Sprintf(`/gene_updated %s/.test(document.querySelector('[data-testid="live-last-event"]')?.textContent || '')`, deepLinkSymbol)
-		if err := p.waitFor(shown+" && "+event, browserWait); err != nil {
-			var got struct {
-				Event, Name string
-			}
-			_ = p.eval(p.ctx, `({event: document.querySelector('[data-testid="live-last-event"]')?.textContent || '', name: document.querySelector('[data-testid="gene-name"]')?.textContent || ''})`, &got)
-			if strings.TrimSpace(got.Event) == "" {
-				return failf("a change to %s in the database never reached the page %s: no event arrived over the WebSocket (the backend LISTENs for the genes trigger's NOTIFY and pushes it to /ws/events; nginx must pass the upgrade)", deepLinkSymbol, err)
-			}
-			return failf("the page got the event %q but did not show the new name %s (shows %q): the gene view must reload on a live event", strings.TrimSpace(got.Event), err, got.Name)
-		}
-		took := time.Since(t0)
-		// Before the name is put back (which the page would show too).
-		shot := p.screenshot(e, "browser.live_update")
-		if o, ok := p.noProblems(); !ok {
-			return o
-		}
-		o := passf("a change to %s written to the database (docker exec psql) showed on the open page %.1fs after the write began, pushed over the WebSocket through nginx", deepLinkSymbol, took.Seconds())
-		if shot != "" {
-			o.Files = []string{shot}
-		}
+		return failf("the page got the event %q but did not show the new name %s (shows %q): the gene view must reload on a live event", strings.TrimSpace(got.Event), err, got.Name)
+	}
+	took := time.Since(t0)
+	// Before the name is put back (which the page would show too).
+	shot := p.screenshot(e, "browser.live_update")
+	if o, ok := p.noProblems(); !ok {
 		return o
-	}),
-}
+	}
+	o := passf("a change to %s written to the database (docker exec psql) showed on the open page %.1fs after the write began, pushed over the WebSocket through nginx", deepLinkSymbol, took.Seconds())
+	if shot != "" {
+		o.Files = []string{shot}
+	}
+	return o
+})
 
-var browserCustomURLs = Check{
+var browserCustomURLs = browserCheck(Check{
 	Name:    "browser.custom_urls",
 	Docker:  true,
 	Slow:    true,
 	Needs:   []string{dockerstack.Frontend},
 	Timeout: 50 * time.Second,
-	Run: browserCheck("browser.custom_urls", func(ctx context.Context, e *Env, p *page) Outcome {
-		// Relative paths: the page's CSP allows connections to its own origin only, and
-		// which paths the bundle asks for is what shows whether it read window._env_.
-		env := map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
-		v, err := e.startFrontendVariant(ctx, "frontend-urls", env)
-		if err != nil {
-			return failf("%v", err)
+}, func(ctx context.Context, e *Env, p *page) Outcome {
+	// Relative paths: the page's CSP allows connections to its own origin only, and
+	// which paths the bundle asks for is what shows whether it read window._env_.
+	env := map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
+	v, err := e.startFrontendVariant(ctx, "frontend-urls", env)
+	if err != nil {
+		return failf("%v", err)
+	}
+	defer v.stop()
+	// The container answers once nginx is up.
+	for {
+		r, err := e.get(ctx, v.base+"/health", nil)
+		if err == nil && r.StatusCode == 200 {
+			break
 		}
-		defer v.stop()
-		// The container answers once nginx is up.
-		for {
-			r, err := e.get(ctx, v.base+"/health", nil)
-			if err == nil && r.StatusCode == 200 {
-				break
-			}
-			if ctx.Err() != nil {
-				logs, _ := e.Docker().Logs(context.Background(), v.name, 30)
-				return failf("the frontend started with custom URLs never answered /health: %v", err).with(logs)
-			}
-			time.Sleep(200 * time.Millisecond)
+		if ctx.Err() != nil {
+			logs, _ := e.Docker().Logs(context.Background(), v.name, 30)
+			return failf("the frontend started with custom URLs never answered /health: %v", err).with(logs)
 		}
-		if _, err := p.open(v.base + "/"); err != nil {
-			return failf("%v", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := p.open(v.base + "/"); err != nil {
+		return failf("%v", err)
+	}
+	apiPrefix, wsPath := v.base+"/custom-api/genes", "/custom-ws/events"
+	deadline := time.Now().Add(browserWait)
+	var reqs, socks []string
+	for {
+		_, reqs, socks = p.seen()
+		if countPrefix(reqs, apiPrefix) > 0 && countSuffix(socks, wsPath) > 0 {
+			break
 		}
-		apiPrefix, wsPath := v.base+"/custom-api/genes", "/custom-ws/events"
-		deadline := time.Now().Add(browserWait)
-		var reqs, socks []string
-		for {
-			_, reqs, socks = p.seen()
-			if countPrefix(reqs, apiPrefix) > 0 && countSuffix(socks, wsPath) > 0 {
-				break
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return failf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws did not use them within %s (requests under /custom-api/: %d, WebSockets to /custom-ws/events: %d): the bundle must take its URLs from window._env_ (env-config.js, written by docker-entrypoint.sh at start), not from build-time values",
-					browserWait, countPrefix(reqs, v.base+"/custom-api/"), countSuffix(socks, wsPath))
-			}
-			time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return failf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws did not use them within %s (requests under /custom-api/: %d, WebSockets to /custom-ws/events: %d): the bundle must take its URLs from window._env_ (env-config.js, written by docker-entrypoint.sh at start), not from build-time values",
+				browserWait, countPrefix(reqs, v.base+"/custom-api/"), countSuffix(socks, wsPath))
 		}
-		if n := countPrefix(reqs, v.base+"/api/"); n > 0 || countSuffix(socks, "/ws/events") > 0 {
-			return failf("a frontend started with custom URLs still called the defaults (%d request(s) under /api/, %d WebSocket(s) to /ws/events): some code path ignores window._env_", n, countSuffix(socks, "/ws/events"))
-		}
-		if err := p.waitFor(`document.querySelector('[data-testid="environment"]')?.textContent.trim() === 'staging'`, 5*time.Second); err != nil {
-			return failf("ENVIRONMENT=staging is not shown on the page %s: the header shows window._env_.ENVIRONMENT", err)
-		}
-		return passf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws ENVIRONMENT=staging requested %s?... and opened a WebSocket to %s (seen in the browser's network events), never the defaults",
-			"/custom-api/genes", wsPath)
-	}),
-}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := countPrefix(reqs, v.base+"/api/"); n > 0 || countSuffix(socks, "/ws/events") > 0 {
+		return failf("a frontend started with custom URLs still called the defaults (%d request(s) under /api/, %d WebSocket(s) to /ws/events): some code path ignores window._env_", n, countSuffix(socks, "/ws/events"))
+	}
+	if err := p.waitFor(`document.querySelector('[data-testid="environment"]')?.textContent.trim() === 'staging'`, 5*time.Second); err != nil {
+		return failf("ENVIRONMENT=staging is not shown on the page %s: the header shows window._env_.ENVIRONMENT", err)
+	}
+	return passf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws ENVIRONMENT=staging requested %s?... and opened a WebSocket to %s (seen in the browser's network events), never the defaults",
+		"/custom-api/genes", wsPath)
+})
 
 func countPrefix(l []string, prefix string) int {
 	return count(l, func(s string) bool { return strings.HasPrefix(s, prefix) })

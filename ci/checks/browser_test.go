@@ -47,7 +47,7 @@ func TestMissingChromiumFailsTheCheckWithTheFix(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	e := &Env{FrontendURL: "http://127.0.0.1:1"}
 	defer e.browser.close()
-	o := browserCheck("browser.x", func(context.Context, *Env, *page) Outcome { return passf("unreachable") })(context.Background(), e)
+	o := browserCheck(Check{Name: "browser.x"}, func(context.Context, *Env, *page) Outcome { return passf("unreachable") }).Run(context.Background(), e)
 	assert.Equal(t, Fail, o.Status)
 	assert.Contains(t, o.Message, "no Chromium found")
 }
@@ -77,7 +77,7 @@ func TestPageRecordsWhatAPersonWouldSee(t *testing.T) {
 	e := &Env{ResultsDir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o := browserCheck("browser.test", func(ctx context.Context, e *Env, p *page) Outcome {
+	o := browserCheck(Check{Name: "browser.test"}, func(ctx context.Context, e *Env, p *page) Outcome {
 		status, err := p.open(srv.URL + "/")
 		require.NoError(t, err)
 		assert.EqualValues(t, 200, status)
@@ -97,7 +97,7 @@ func TestPageRecordsWhatAPersonWouldSee(t *testing.T) {
 		o, ok := p.noProblems()
 		assert.False(t, ok)
 		return o
-	})(ctx, e)
+	}).Run(ctx, e)
 
 	assert.Equal(t, Fail, o.Status)
 	assert.Contains(t, o.Message, "the page logged")
