@@ -27,11 +27,11 @@ type frontendVariant struct {
 // same security options as the real frontend. The backend's alias resolves there too, so
 // nginx's upstream loads as in the real frontend; an internal-only container could not
 // publish a port.
-func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[string]string) (*frontendVariant, error) {
+func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[string]string) (*frontendVariant, Outcome, bool) {
 	s := e.Stack
 	svc, err := s.Compose.Service(dockerstack.Frontend)
 	if err != nil {
-		return nil, err
+		return nil, failf("%v", err), false
 	}
 	name := s.Name(suffix)
 	args := []string{"run", "-d"}
@@ -54,14 +54,30 @@ func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[s
 	}
 	if _, err := e.Docker().Run(ctx, args...); err != nil {
 		stop()
-		return nil, fmt.Errorf("could not start a second frontend container: %v", err)
+		return nil, failf("could not start a second frontend container: %v", err), false
 	}
 	hp, err := s.HostPort(ctx, name, 8080)
 	if err != nil {
 		stop()
-		return nil, err
+		return nil, failf("%v", err), false
 	}
-	return &frontendVariant{name: name, base: "http://" + hp, stop: stop}, nil
+	v := &frontendVariant{name: name, base: "http://" + hp, stop: stop}
+	// Returned once nginx answers, so callers judge what it serves, not its start.
+	for {
+		r, err := e.get(ctx, v.base+"/health", nil)
+		if err == nil && r.StatusCode == 200 {
+			return v, Outcome{}, true
+		}
+		if ctx.Err() != nil {
+			logs, _ := e.Docker().Logs(context.Background(), name, 30)
+			stop()
+			if err == nil {
+				err = fmt.Errorf("status %d", r.StatusCode)
+			}
+			return nil, failf("the frontend started with %v never answered /health: %v", env, err).with(logs), false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // envInjection starts one more frontend container with non-default runtime settings: the
@@ -75,14 +91,15 @@ var envInjection = Check{
 	Timeout: 40 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		want := map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
-		v, err := e.startFrontendVariant(ctx, "frontend-env", want)
-		if err != nil {
-			return failf("%v", err)
+		v, o, ok := e.startFrontendVariant(ctx, "frontend-env", want)
+		if !ok {
+			return o
 		}
 		defer v.stop()
 		base, name := v.base, v.name
 		var cfg map[string]string
 		var r *response
+		var err error
 		for {
 			cfg, r, err = e.fetchEnvConfig(ctx, base)
 			if err == nil {
