@@ -45,18 +45,22 @@ func Addr() string {
 }
 
 // Connect returns a client that has answered once, so a missing daemon is
-// reported here rather than in the middle of a build.
-func Connect(ctx context.Context, addr string) (*client.Client, error) {
+// reported here rather than in the middle of a build. t is empty for a local
+// socket; a remote daemon over TCP wants mutual TLS (docs/remote-builder.md).
+func Connect(ctx context.Context, addr string, t TLS) (*client.Client, error) {
 	hint := "start it with scripts/engines/buildkitd.sh start or set BUILDKIT_HOST"
-	c, err := client.New(ctx, addr)
+	if err := t.Validate(addr); err != nil {
+		return nil, err
+	}
+	c, err := client.New(ctx, addr, t.clientOpts(addr)...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach buildkitd at %s: %w; %s", addr, err, hint)
+		return nil, fmt.Errorf("cannot reach buildkitd at %s: %w%s; %s", addr, err, tlsHint(addr, t, err), hint)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := c.ListWorkers(pctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("cannot reach buildkitd at %s: %w; %s", addr, err, hint)
+		return nil, fmt.Errorf("cannot reach buildkitd at %s: %w%s; %s", addr, err, tlsHint(addr, t, err), hint)
 	}
 	return c, nil
 }
@@ -82,6 +86,14 @@ type Options struct {
 	// tty, quiet or rawjson.
 	Progress     io.Writer
 	ProgressMode string
+	// Previous are the images an earlier build left in OutDir, by name
+	// (build.json). When an image's config digest is unchanged and its
+	// tarball is still there, the tarball is kept instead of exported again.
+	Previous map[string]Result
+	// CacheTo and CacheFrom are remote caches (registry, local, gha) for
+	// every image; each image gets its own ref, directory or scope
+	// (CacheFor).
+	CacheTo, CacheFrom []client.CacheOptionsEntry
 }
 
 // Result describes one exported image.
@@ -96,6 +108,12 @@ type Result struct {
 	GraphDigest  string        `json:"graph_digest"`
 	Duration     time.Duration `json:"duration_ns"`
 	Seconds      float64       `json:"seconds"`
+	// TarballBytes is the tarball's size, to tell a kept tarball from one
+	// that was replaced or cut short since.
+	TarballBytes int64 `json:"tarball_bytes,omitempty"`
+	// Reused: the image had the config digest of the previous build and its
+	// tarball was kept, not exported again.
+	Reused bool `json:"reused,omitempty"`
 }
 
 // TagFor is the local tag for img with tag.
@@ -267,6 +285,45 @@ func fileOutput(path string) func(map[string]string) (io.WriteCloser, error) {
 	}
 }
 
+// unchanged returns the previous result for p when its tarball is still the
+// one that build wrote.
+func unchanged(p prepared, opt Options) (Result, bool) {
+	prev, ok := opt.Previous[p.img.Name]
+	if !ok || p.ociTar != "" || prev.ConfigDigest == "" || prev.Tag != p.tag ||
+		filepath.Clean(prev.Tarball) != filepath.Clean(p.tarball) {
+		return Result{}, false
+	}
+	st, err := os.Stat(p.tarball)
+	if err != nil || st.Size() != prev.TarballBytes {
+		return Result{}, false
+	}
+	return prev, true
+}
+
+// probe solves p with the image exporter and no name: the image is
+// assembled inside the daemon (its layers compressed once and cached there)
+// and nothing is sent to us but its digests. It shares the build's status
+// channel without closing it.
+func probe(ctx context.Context, c *client.Client, p prepared, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (string, error) {
+	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterImage, Attrs: map[string]string{}}}
+	// Exporting the cache is the real build's job.
+	solveOpt.CacheExports = nil
+	ch := make(chan *client.SolveStatus)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for s := range ch {
+			status <- s
+		}
+	}()
+	resp, err := c.Build(ctx, solveOpt, "kgci", build, ch)
+	<-done
+	if err != nil {
+		return "", err
+	}
+	return resp.ExporterResponse[exptypes.ExporterImageConfigDigestKey], nil
+}
+
 func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, status chan *client.SolveStatus) (Result, error) {
 	start := time.Now()
 	exports := []client.ExportEntry{{
@@ -287,7 +344,12 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		OCIStores:   p.stores,
 		Session:     p.session,
 		// Keeps the daemon's incremental copy of the source between runs.
-		SharedKey: "kidney-genetics-" + p.img.Name,
+		SharedKey:    "kidney-genetics-" + p.img.Name,
+		CacheExports: CacheFor(opt.CacheTo, p.img.Name),
+		CacheImports: CacheFor(opt.CacheFrom, p.img.Name),
+		// Not nil: client v0.30 copies the cache imports' frontend attributes
+		// into a clone of this map, and a clone of nil is nil (a panic).
+		FrontendAttrs: map[string]string{},
 	}
 	var graphDigest string
 	build := func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
@@ -304,7 +366,10 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 			return nil, err
 		}
 		graphDigest = llbgraph.DefinitionDigest(def).String()
-		res, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB()})
+		// A gateway build names its cache imports in each solve request
+		// (as the Dockerfile frontend does); SolveOpt.CacheImports alone only
+		// reaches frontends that read them.
+		res, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: gatewayCache(solveOpt.CacheImports)})
 		if err != nil {
 			return nil, err
 		}
@@ -314,6 +379,21 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		}
 		res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
 		return res, nil
+	}
+	if prev, ok := unchanged(p, opt); ok {
+		cfg, err := probe(ctx, c, p, solveOpt, build, status)
+		if err != nil {
+			close(status)
+			return Result{}, err
+		}
+		if cfg == prev.ConfigDigest && len(opt.CacheTo) == 0 {
+			close(status)
+			d := time.Since(start)
+			prev.GraphDigest, prev.Duration, prev.Seconds, prev.Reused = graphDigest, d, d.Round(10*time.Millisecond).Seconds(), true
+			return prev, nil
+		}
+		// Changed (or a cache to export): the export below finds every
+		// step solved already.
 	}
 	resp, err := c.Build(ctx, solveOpt, "kgci", build, status)
 	if err != nil {
@@ -332,8 +412,13 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 			return Result{}, err
 		}
 	}
+	st, err := os.Stat(p.tarball)
+	if err != nil {
+		return Result{}, err
+	}
 	d := time.Since(start)
 	return Result{
+		TarballBytes: st.Size(),
 		Name:         p.img.Name,
 		Tag:          p.tag,
 		Profile:      string(p.in.Profile),
@@ -345,6 +430,14 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		Duration:     d,
 		Seconds:      d.Round(10 * time.Millisecond).Seconds(),
 	}, nil
+}
+
+func gatewayCache(entries []client.CacheOptionsEntry) []gateway.CacheOptionsEntry {
+	var out []gateway.CacheOptionsEntry
+	for _, e := range entries {
+		out = append(out, gateway.CacheOptionsEntry{Type: e.Type, Attrs: e.Attrs})
+	}
+	return out
 }
 
 // registryHint turns the upstream profile's most common failure on a

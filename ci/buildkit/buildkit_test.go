@@ -23,7 +23,7 @@ func TestConnectNoDaemon(t *testing.T) {
 	addr := "unix://" + filepath.Join(t.TempDir(), "nobody.sock")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := Connect(ctx, addr)
+	_, err := Connect(ctx, addr, TLS{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cannot reach buildkitd at "+addr)
 	assert.Contains(t, err.Error(), "scripts/engines/buildkitd.sh start or set BUILDKIT_HOST")
@@ -92,7 +92,7 @@ func TestBuildOnDaemon(t *testing.T) {
 	addr := Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := Connect(ctx, addr)
+	c, err := Connect(ctx, addr, TLS{})
 	if err != nil {
 		skipUnlessE2E(t, "no daemon: %v", err)
 	}

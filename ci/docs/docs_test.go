@@ -86,6 +86,11 @@ func TestCIGuideIsTrue(t *testing.T) {
 	checkDoc(t, filepath.Join(repoRoot(), "docs", "ci.md"), true)
 }
 
+// docs/remote-builder.md shows the cache, TLS and registry flags; same rule.
+func TestRemoteBuilderGuideIsTrue(t *testing.T) {
+	checkDoc(t, filepath.Join(repoRoot(), "docs", "remote-builder.md"), true)
+}
+
 func checkDoc(t *testing.T, path string, mustHaveCommands bool) {
 	t.Helper()
 	b, err := os.ReadFile(path)

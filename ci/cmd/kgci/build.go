@@ -27,7 +27,7 @@ func init() {
 		name:    "build",
 		summary: buildSummary,
 		run: func(ctx context.Context, args []string) error {
-			return runBuild(ctx, args, os.Stdout)
+			return runBuild(ctx, args, os.Stdout, os.Stderr)
 		},
 	})
 }
@@ -56,7 +56,8 @@ type builtImage struct {
 	User         string `json:"user"`
 }
 
-func runBuild(ctx context.Context, args []string, stdout io.Writer) error {
+// progress receives BuildKit's progress display (os.Stderr from the command line).
+func runBuild(ctx context.Context, args []string, stdout, progress io.Writer) error {
 	fs := newFlags("build", buildSummary+`.
 
 Builds both images from the description in ci/spec (in parallel unless
@@ -81,10 +82,18 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 	hostCA := fs.String("host-ca", buildkit.DefaultHostCA, "CA bundle given to npm ci as a build secret (offline profile)")
 	oci := fs.Bool("oci", false, "also write OUT/<name>.oci.tar (OCI archive)")
 	images := fs.String("images", "backend,frontend", "comma-separated images to build")
-	progress := fs.String("progress", "auto", "BuildKit progress output: auto, plain, tty, quiet or rawjson")
+	progressMode := fs.String("progress", "auto", "BuildKit progress output: auto, plain, tty, quiet or rawjson")
 	revision := fs.String("revision", "", "revision label (default: git rev-parse HEAD)")
 	created := fs.String("created", "", "creation time label, RFC 3339 (default: the commit time of HEAD, so rebuilds are identical)")
 	repo := fs.String("repo", ".", "repository root (the build context)")
+	var cacheTo, cacheFrom multiFlag
+	fs.Var(&cacheTo, "cache-to", "export the build cache, buildctl syntax; repeatable. type=registry,ref=HOST/REPO[:TAG][,mode=max][,registry.insecure=true] | type=local,dest=DIR | type=gha[,scope=S] (GitHub Actions; needs ACTIONS_CACHE_URL and ACTIONS_RUNTIME_TOKEN). Each image gets its own tag, subdirectory or scope")
+	fs.Var(&cacheFrom, "cache-from", "import a build cache written by --cache-to (type=registry,ref=... | type=local,src=DIR | type=gha); repeatable")
+	var tls buildkit.TLS
+	fs.StringVar(&tls.CACert, "tlscacert", "", "CA certificate that signed a remote buildkitd's certificate (tcp:// addresses)")
+	fs.StringVar(&tls.Cert, "tlscert", "", "client certificate for a buildkitd that requires mutual TLS")
+	fs.StringVar(&tls.Key, "tlskey", "", "key of --tlscert")
+	fs.StringVar(&tls.ServerName, "tlsservername", "", "name to verify in the daemon's certificate (default: the host of --buildkit-host)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,6 +123,14 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 		}
 		imgs = append(imgs, img)
 	}
+	cacheExports, err := buildkit.ParseCache(true, cacheTo)
+	if err != nil {
+		return fmt.Errorf("--cache-to: %w", err)
+	}
+	cacheImports, err := buildkit.ParseCache(false, cacheFrom)
+	if err != nil {
+		return fmt.Errorf("--cache-from: %w", err)
+	}
 	var bud *budget.Budgets
 	if *budgets != "none" {
 		// Read before building: a malformed file should not cost a build.
@@ -126,17 +143,26 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 		reportPath = filepath.Join(filepath.Dir(filepath.Clean(*out)), "build.json")
 	}
 
-	c, err := buildkit.Connect(ctx, *host)
+	c, err := buildkit.Connect(ctx, *host, tls)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 
+	// What the previous build into the same directory left: an image whose
+	// config digest did not change keeps its tarball and its figures.
+	previous := previousBuild(reportPath, string(p))
+	prevResults := map[string]buildkit.Result{}
+	for n, im := range previous {
+		prevResults[n] = im.Result
+	}
+
 	rep := buildReport{Profile: string(p), Revision: rev, Created: ts, BuildkitHost: *host, Sequential: *sequential, Started: time.Now().UTC()}
 	results, err := buildkit.Build(ctx, c, imgs, buildkit.Options{
 		Spec: opts, RepoRoot: *repo, BaseDir: *baseCache, HostCA: *hostCA,
 		OutDir: *out, OCI: *oci, Tag: *tag, Sequential: *sequential,
-		Progress: os.Stderr, ProgressMode: *progress,
+		Progress: progress, ProgressMode: *progressMode,
+		CacheTo: cacheExports, CacheFrom: cacheImports, Previous: prevResults,
 	})
 	rep.WallSeconds = time.Since(rep.Started).Round(10 * time.Millisecond).Seconds()
 	if err != nil {
@@ -145,14 +171,20 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 
 	var actual []budget.Actual
 	for _, r := range results {
-		info, err := imageinspect.ReadFile(r.Tarball, imageinspect.Options{Sizes: imageinspect.SizesFromBlobs})
-		if err != nil {
-			return fmt.Errorf("inspecting %s: %w", r.Tarball, err)
+		bi, note := previous[r.Name], "unchanged, tarball kept"
+		bi.Result = r
+		if !r.Reused {
+			info, err := imageinspect.ReadFile(r.Tarball, imageinspect.Options{Sizes: imageinspect.SizesFromBlobs})
+			if err != nil {
+				return fmt.Errorf("inspecting %s: %w", r.Tarball, err)
+			}
+			bi = builtImage{Result: r, Compressed: info.Compressed, Uncompressed: info.Uncompressed, Layers: len(info.Layers), User: info.Config.Config.User}
+			note = "exported"
 		}
-		rep.Images = append(rep.Images, builtImage{Result: r, Compressed: info.Compressed, Uncompressed: info.Uncompressed, Layers: len(info.Layers), User: info.Config.Config.User})
-		actual = append(actual, budget.Actual{Image: r.Name, Compressed: info.Compressed, Uncompressed: info.Uncompressed})
-		fmt.Fprintf(stdout, "%-8s %s  %s  %s compressed, %s uncompressed, %d layers, %.1fs\n",
-			r.Name, r.Tag, r.Tarball, budget.FormatSize(info.Compressed), budget.FormatSize(info.Uncompressed), len(info.Layers), r.Seconds)
+		rep.Images = append(rep.Images, bi)
+		actual = append(actual, budget.Actual{Image: r.Name, Compressed: bi.Compressed, Uncompressed: bi.Uncompressed})
+		fmt.Fprintf(stdout, "%-8s %s  %s  %s compressed, %s uncompressed, %d layers, %.1fs (%s)\n",
+			r.Name, r.Tag, r.Tarball, budget.FormatSize(bi.Compressed), budget.FormatSize(bi.Uncompressed), bi.Layers, r.Seconds, note)
 	}
 	fmt.Fprintf(stdout, "built %d image(s) in %.1fs (%s)\n", len(results), rep.WallSeconds, map[bool]string{true: "sequential", false: "parallel"}[*sequential])
 
@@ -162,6 +194,13 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 			d.Host = *dockerHost
 		}
 		for _, r := range results {
+			// The image ID Docker shows is the config digest: when the tag
+			// already names this image, loading it again would change nothing.
+			if info, err := d.InspectImage(ctx, r.Tag); err == nil && r.ConfigDigest != "" && info.ID == r.ConfigDigest {
+				rep.Loaded = append(rep.Loaded, r.Tag)
+				fmt.Fprintf(stdout, "%s is already in docker (%s), not loaded again\n", r.Tag, shortDigest(r.ConfigDigest))
+				continue
+			}
 			if err := d.Load(ctx, r.Tarball); err != nil {
 				return err
 			}
@@ -190,6 +229,42 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", reportPath)
 	return budgetErr
+}
+
+// previousBuild reads the images of the build.json an earlier run wrote at
+// path for the same profile; nothing when there is none or it is unreadable
+// (then every image is exported).
+func previousBuild(path, profile string) map[string]builtImage {
+	dt, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var rep buildReport
+	if json.Unmarshal(dt, &rep) != nil || rep.Profile != profile {
+		return nil
+	}
+	out := map[string]builtImage{}
+	for _, im := range rep.Images {
+		out[im.Name] = im
+	}
+	return out
+}
+
+func shortDigest(d string) string {
+	if _, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return hex[:12]
+	}
+	return d
+}
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string { return strings.Join(*m, " ") }
+
+func (m *multiFlag) Set(v string) error {
+	*m = append(*m, v)
+	return nil
 }
 
 func writeBuildReport(path string, rep buildReport) error {

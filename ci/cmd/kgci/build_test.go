@@ -22,22 +22,22 @@ import (
 func TestBuildFlagErrors(t *testing.T) {
 	ctx := context.Background()
 	var out bytes.Buffer
-	err := runBuild(ctx, []string{"--profile", "airgapped"}, &out)
+	err := runBuild(ctx, []string{"--profile", "airgapped"}, &out, os.Stderr)
 	assert.ErrorContains(t, err, `unknown profile "airgapped"`)
 
-	err = runBuild(ctx, []string{"--images", "backend,db"}, &out)
+	err = runBuild(ctx, []string{"--images", "backend,db"}, &out, os.Stderr)
 	assert.ErrorContains(t, err, `unknown image "db"`)
 
-	err = runBuild(ctx, []string{"--created", "yesterday", "--budgets", "none"}, &out)
+	err = runBuild(ctx, []string{"--created", "yesterday", "--budgets", "none"}, &out, os.Stderr)
 	assert.ErrorContains(t, err, "is not an RFC 3339 time")
 
 	// A malformed budgets file fails before any daemon is contacted.
 	bad := filepath.Join(t.TempDir(), "budgets.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("offline:\n  backend:\n    compressed: lots\n"), 0o644))
-	err = runBuild(ctx, []string{"--budgets", bad, "--buildkit-host", "unix:///nonexistent.sock"}, &out)
+	err = runBuild(ctx, []string{"--budgets", bad, "--buildkit-host", "unix:///nonexistent.sock"}, &out, os.Stderr)
 	assert.ErrorContains(t, err, bad+":3: offline.backend.compressed")
 
-	err = runBuild(ctx, []string{"--budgets", "none", "--buildkit-host", "unix://" + filepath.Join(t.TempDir(), "no.sock")}, &out)
+	err = runBuild(ctx, []string{"--budgets", "none", "--buildkit-host", "unix://" + filepath.Join(t.TempDir(), "no.sock")}, &out, os.Stderr)
 	assert.ErrorContains(t, err, "scripts/engines/buildkitd.sh start or set BUILDKIT_HOST")
 }
 
@@ -47,7 +47,7 @@ func TestBuildFlagErrors(t *testing.T) {
 func TestBuildOverBudget(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.Addr())
+	c, err := buildkit.Connect(ctx, buildkit.Addr(), buildkit.TLS{})
 	if err != nil {
 		skipUnlessE2E(t, "no daemon: %v", err)
 	}
@@ -67,7 +67,7 @@ func TestBuildOverBudget(t *testing.T) {
 		"--profile", "offline", "--images", "frontend", "--repo", root,
 		"--out", filepath.Join(dir, "images"), "--budgets", budgets, "--progress", "quiet",
 		"--tag", "kgci-test", "--revision", "0123456789abcdef0123456789abcdef01234567", "--created", "2026-01-02T03:04:05Z",
-	}, &out)
+	}, &out, os.Stderr)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, budget.ErrOverBudget), "%v", err)
 	assert.Contains(t, out.String(), "| frontend | compressed |")
@@ -106,4 +106,64 @@ func skipUnlessE2E(t *testing.T, format string, args ...any) {
 		t.Fatalf("KGCI_E2E=1 but "+format, args...)
 	}
 	t.Skipf(format+" (set KGCI_E2E=1 to make this a failure)", args...)
+}
+
+// TestRebuildKeepsAnUnchangedImage: a second build into the same directory
+// finds the same config digest and keeps the tarball (not rewritten), with
+// the same figures; a new revision label is a new image and is exported.
+func TestRebuildKeepsAnUnchangedImage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	c, err := buildkit.Connect(ctx, buildkit.Addr(), buildkit.TLS{})
+	if err != nil {
+		skipUnlessE2E(t, "no daemon: %v", err)
+	}
+	c.Close()
+	img, _ := spec.ByName(spec.Options{Profile: spec.Offline}, "frontend")
+	if _, err := llbgraph.ReadLayouts(llbgraph.DefaultBaseDir(), img, llbgraph.DefaultPlatform); err != nil {
+		skipUnlessE2E(t, "no offline bases: %v", err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	build := func(rev string) (buildReport, string) {
+		var out bytes.Buffer
+		require.NoError(t, runBuild(ctx, []string{
+			"--profile", "offline", "--images", "frontend", "--repo", root, "--budgets", "none",
+			"--out", filepath.Join(dir, "images"), "--progress", "quiet", "--tag", "kgci-rebuild-test",
+			"--revision", rev, "--created", "2026-01-02T03:04:05Z",
+		}, &out, os.Stderr), out.String())
+		return readBuildReport(t, filepath.Join(dir, "build.json")), out.String()
+	}
+	first, out := build("1111111111111111111111111111111111111111")
+	assert.Contains(t, out, "(exported)")
+	im := first.Images[0]
+	assert.False(t, im.Reused)
+	st, err := os.Stat(im.Tarball)
+	require.NoError(t, err)
+	assert.Equal(t, st.Size(), im.TarballBytes)
+	// Back-date the tarball: a rewrite would give it a new modification time.
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	require.NoError(t, os.Chtimes(im.Tarball, old, old))
+
+	second, out := build("1111111111111111111111111111111111111111")
+	assert.Contains(t, out, "(unchanged, tarball kept)")
+	again := second.Images[0]
+	assert.True(t, again.Reused)
+	assert.Equal(t, im.ConfigDigest, again.ConfigDigest)
+	assert.Equal(t, im.Digest, again.Digest)
+	assert.Equal(t, im.Compressed, again.Compressed)
+	assert.Equal(t, im.Uncompressed, again.Uncompressed)
+	assert.Equal(t, im.User, again.User)
+	st, err = os.Stat(im.Tarball)
+	require.NoError(t, err)
+	assert.True(t, st.ModTime().Equal(old), "the unchanged tarball was rewritten (%v)", st.ModTime())
+
+	third, out := build("2222222222222222222222222222222222222222")
+	assert.Contains(t, out, "(exported)")
+	assert.False(t, third.Images[0].Reused)
+	assert.NotEqual(t, im.ConfigDigest, third.Images[0].ConfigDigest, "a new revision label is a new image")
+	st, err = os.Stat(im.Tarball)
+	require.NoError(t, err)
+	assert.False(t, st.ModTime().Equal(old), "the changed image's tarball was not written")
 }
