@@ -126,10 +126,11 @@ func TestWorkflowDaggerVersionMatchesDaggerJSON(t *testing.T) {
 // Inputs of the pinned action versions (their action.yml). actionlint
 // cannot check inputs of actions pinned by commit, so this does.
 var actionInputs = map[string][]string{
-	"actions/checkout":         {"repository", "ref", "token", "ssh-key", "ssh-known-hosts", "ssh-strict", "ssh-user", "persist-credentials", "path", "clean", "filter", "sparse-checkout", "sparse-checkout-cone-mode", "fetch-depth", "fetch-tags", "show-progress", "lfs", "submodules", "set-safe-directory", "github-server-url", "allow-unsafe-pr-checkout"},
-	"actions/setup-go":         {"go-version", "go-version-file", "check-latest", "token", "cache", "cache-dependency-path", "architecture", "go-download-base-url"},
-	"actions/upload-artifact":  {"name", "path", "if-no-files-found", "retention-days", "compression-level", "overwrite", "include-hidden-files", "archive"},
-	"dagger/dagger-for-github": {"version", "commit", "dagger-flags", "verb", "workdir", "cloud-token", "module", "args", "engine-stop", "call", "shell", "check", "summary-path", "enable-github-summary"},
+	"actions/checkout":                  {"repository", "ref", "token", "ssh-key", "ssh-known-hosts", "ssh-strict", "ssh-user", "persist-credentials", "path", "clean", "filter", "sparse-checkout", "sparse-checkout-cone-mode", "fetch-depth", "fetch-tags", "show-progress", "lfs", "submodules", "set-safe-directory", "github-server-url", "allow-unsafe-pr-checkout"},
+	"actions/setup-go":                  {"go-version", "go-version-file", "check-latest", "token", "cache", "cache-dependency-path", "architecture", "go-download-base-url"},
+	"actions/upload-artifact":           {"name", "path", "if-no-files-found", "retention-days", "compression-level", "overwrite", "include-hidden-files", "archive"},
+	"crazy-max/ghaction-github-runtime": {"github-token"},
+	"dagger/dagger-for-github":          {"version", "commit", "dagger-flags", "verb", "workdir", "cloud-token", "module", "args", "engine-stop", "call", "shell", "check", "summary-path", "enable-github-summary"},
 }
 
 type wfStep struct {
@@ -254,6 +255,28 @@ func TestWorkflowShape(t *testing.T) {
 			}
 		}
 		return out
+	}
+	// Every Dagger session imports and exports the layer cache, with the cache
+	// service exposed by an earlier step (GitHub gives it to actions only).
+	for id, j := range map[string]wfJob{"pipeline": pipe, "release": pub} {
+		exposed := false
+		for _, s := range j.Steps {
+			if strings.HasPrefix(s.Uses, "crazy-max/ghaction-github-runtime@") {
+				exposed = true
+			}
+			if !strings.HasPrefix(s.Uses, reproduce.DaggerAction+"@") {
+				continue
+			}
+			cfg := s.Env["_EXPERIMENTAL_DAGGER_CACHE_CONFIG"]
+			for _, want := range []string{"type=gha", "mode=max", "scope=", "token=${{ env.ACTIONS_RUNTIME_TOKEN }}"} {
+				if !strings.Contains(cfg, want) {
+					t.Errorf("job %s step %q: _EXPERIMENTAL_DAGGER_CACHE_CONFIG %q lacks %q", id, s.Name, cfg, want)
+				}
+			}
+			if !exposed {
+				t.Errorf("job %s step %q uses the GitHub cache before a ghaction-github-runtime step exposes it", id, s.Name)
+			}
+		}
 	}
 	if n := len(daggerSteps(pipe)); n != 1 {
 		t.Errorf("pipeline job has %d Dagger steps, want one session", n)
