@@ -6,7 +6,8 @@
 #   vs plain `docker build` of bench/Dockerfile.{backend,frontend} (the same
 #   steps as a Dockerfile, both builds in parallel, Docker 20.10's BuildKit)
 # for a cold build, a rebuild with no change and a rebuild after a one-line
-# backend change; plus kgci cold parallel vs --sequential.
+# backend change; plus kgci cold parallel vs --sequential, and a fresh
+# builder importing the build cache from a registry (--cache-from).
 #
 # Each builder gets its own private daemon with an empty state directory
 # under a temp dir (buildkitd; containerd + dockerd on its own bridge, no
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
 done
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the private buildkitd and dockerd need namespaces and overlay mounts"
-for c in go git runc containerd dockerd "$DOCKER_CLI" findmnt ip python3; do
+for c in go git runc containerd dockerd "$DOCKER_CLI" findmnt ip python3 curl; do
   command -v "$c" >/dev/null || die "'$c' not found; install the packages in scripts/deps/build.apt and scripts/deps/engines.apt"
 done
 [ -x "$BK_BIN" ] || die "$BK_BIN missing; run scripts/engines/buildkitd.sh build"
@@ -179,6 +180,9 @@ timed() {
   log "  $name: ${t}s"
 }
 
+# snap NAME OUTDIR: keeps the build.json of a scenario (later scenarios
+# write into the same directory).
+snap() { mkdir -p "$WORK/reports" && cp "$WORK/$2/build.json" "$WORK/reports/$1.json"; }
 kgci() { # kgci OUTDIR [extra flags]
   local out="$1"; shift
   "$WORK/kgci" build --profile offline --repo "$SRC" --out "$WORK/$out/images" --report "$WORK/$out/build.json" \
@@ -205,32 +209,60 @@ timed warmup kgci k0
 stop_buildkitd
 start_buildkitd "$WORK/buildkit-1"
 timed kgci-cold kgci k1
+snap cold k1
 # kgci unpacks the bases from their layouts inside its cold build; docker
 # needs them loaded first. Timed separately so both ways can be compared.
 load_bases() { for b in python node nginx; do "$DOCKER_CLI" load -i "$WORK/$b.tar" || return 1; done; }
 timed docker-load-bases load_bases
-timed kgci-nochange kgci k2
+# The rebuilds write into the directory of the cold build, as a user's
+# rebuild into results/ does: an image whose digest did not change keeps
+# its tarball.
+timed kgci-nochange kgci k1
+snap nochange k1
 timed docker-cold docker_both docker-cold
 timed docker-nochange docker_both docker-nochange
 
 printf '\n# bench edit %s\n' "$(date +%s)" >>"$SRC/backend/app/main.py"
-timed kgci-backend-edit kgci k3
+timed kgci-backend-edit kgci k1
+snap backend-edit k1
 timed docker-backend-edit docker_both docker-backend-edit
 
 # A no-change rebuild that re-ran a RUN step would make the comparison
-# meaningless: in plain progress a cached vertex ends in CACHED, a run one in
-# DONE.
+# meaningless: in plain progress a cached vertex says CACHED, a run one ends
+# in DONE only. (A step taken from an imported cache says CACHED, then
+# downloads its layer and ends in DONE too.)
 reran() {
-  awk '/^#[0-9]+ \[[^]]*\] RUN/ { run[$1] = $0 } /^#[0-9]+ DONE/ && ($1 in run) { print run[$1]; bad = 1 } END { exit !bad }' "$1"
+  awk '/^#[0-9]+ \[[^]]*\] RUN/ { run[$1] = $0 } /^#[0-9]+ CACHED/ { cached[$1] = 1 }
+       /^#[0-9]+ DONE/ && ($1 in run) && !($1 in cached) { print run[$1]; bad = 1 } END { exit !bad }' "$1"
 }
 for l in "$LOGS/kgci-nochange.log" "$LOGS/docker-nochange-backend.log" "$LOGS/docker-nochange-frontend.log"; do
   if reran "$l" >&2; then die "the no-change rebuild re-ran the RUN steps above; see $l"; fi
 done
 
+# A second machine of the team: a new buildkitd with an empty state that
+# imports the cache the first one exported to a registry (kgci registry, in
+# memory, run here). The export is not timed; the import build must take
+# every step from the cache.
+REG_ADDR="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$WORK/kgci" registry --addr "$REG_ADDR" --quiet </dev/null >"$LOGS/registry.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 1 50); do curl -fsS "http://$REG_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "http://$REG_ADDR/v2/" >/dev/null || die "kgci registry did not start; see $LOGS/registry.log"
+CACHE_REF="$REG_ADDR/kidney-genetics/cache"
+timed cache-export kgci k1 --cache-to "type=registry,ref=$CACHE_REF,mode=max,registry.insecure=true"
+stop_buildkitd
+start_buildkitd "$WORK/buildkit-3"
+timed kgci-fresh-remote-cache kgci k5 --cache-from "type=registry,ref=$CACHE_REF,registry.insecure=true"
+snap fresh-remote-cache k5
+if reran "$LOGS/kgci-fresh-remote-cache.log" >&2; then
+  die "the fresh builder re-ran the RUN steps above instead of importing them; see $LOGS/kgci-fresh-remote-cache.log"
+fi
+
 log "restarting buildkitd on an empty state for the sequential cold build"
 stop_buildkitd
 start_buildkitd "$WORK/buildkit-2"
 timed kgci-cold-sequential kgci k4 --sequential
+snap cold-sequential k4
 
 # ----------------------------------------------------------------- report ---
 size_of() { # docker image size in MB (uncompressed, as docker reports it)
@@ -243,7 +275,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
 # kgci's own solve + export time (build.json), without process start and
 # the measuring of the tarballs.
-solve() { python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["wall_seconds"])' "$WORK/$1/build.json"; }
+solve() { python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["wall_seconds"])' "$WORK/reports/$1.json"; }
 
 {
   echo "# Build benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, revision $(git -C "$REPO_ROOT" rev-parse --short HEAD))"
@@ -256,27 +288,30 @@ solve() { python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]
   # run (docker build of the same steps, or kgci itself with --sequential).
   echo "| scenario | kgci build (s) | of which solve + export (s) | baseline | baseline (s) | baseline / kgci |"
   echo "|---|---:|---:|---|---:|---:|"
-  declare -A K=([cold]=k1 [nochange]=k2 [backend-edit]=k3)
   for s in cold nochange backend-edit; do
     label=$s
     [ "$s" = nochange ] && label="no change"
     [ "$s" = backend-edit ] && label="one-line backend change"
-    echo "| $label | ${T[kgci-$s]} | $(solve "${K[$s]}") | docker build | ${T[docker-$s]} | $(ratio "${T[docker-$s]}" "${T[kgci-$s]}") |"
+    echo "| $label | ${T[kgci-$s]} | $(solve "$s") | docker build | ${T[docker-$s]} | $(ratio "${T[docker-$s]}" "${T[kgci-$s]}") |"
   done
   cold_load="$(add "${T[docker-cold]}" "${T[docker-load-bases]}")"
-  echo "| cold | ${T[kgci-cold]} | $(solve k1) | \`docker load\` of the bases (${T[docker-load-bases]} s) + docker build | $cold_load | $(ratio "$cold_load" "${T[kgci-cold]}") |"
-  echo "| cold | ${T[kgci-cold]} | $(solve k1) | kgci build --sequential | ${T[kgci-cold-sequential]} | $(ratio "${T[kgci-cold-sequential]}" "${T[kgci-cold]}") |"
+  echo "| cold | ${T[kgci-cold]} | $(solve cold) | \`docker load\` of the bases (${T[docker-load-bases]} s) + docker build | $cold_load | $(ratio "$cold_load" "${T[kgci-cold]}") |"
+  echo "| cold | ${T[kgci-cold]} | $(solve cold) | kgci build --sequential | ${T[kgci-cold-sequential]} | $(ratio "${T[kgci-cold-sequential]}" "${T[kgci-cold]}") |"
+  echo "| fresh builder, warm registry cache | ${T[kgci-fresh-remote-cache]} | $(solve fresh-remote-cache) | kgci no-change rebuild on a warm builder | ${T[kgci-nochange]} | $(ratio "${T[kgci-nochange]}" "${T[kgci-fresh-remote-cache]}") |"
   echo
   echo "Ratio > 1: the baseline is slower than kgci."
-  echo "kgci build = the whole command: solve, export docker-archive tarballs, then read them back for sizes."
+  echo "kgci build = the whole command: solve, export docker-archive tarballs, then read them back for sizes;"
+  echo "a rebuild writes into the cold build's directory and keeps the tarball of an image whose config digest did not change."
   echo "Every cold build starts from an empty builder state after an unmeasured warm-up build (${T[warmup]} s)"
   echo "that fills the network caches towards the apt mirror and the npm registry."
   echo "docker build leaves the images in Docker's store and exports nothing."
+  echo "Fresh builder: a new buildkitd with an empty state imports the cache that \`kgci build --cache-to type=registry,mode=max\`"
+  echo "exported (${T[cache-export]} s, not in the table) to an in-memory \`kgci registry\` on this machine; every RUN step was CACHED."
   echo
   echo "| image | kgci uncompressed (MB) | docker build, docker's size (MB) |"
   echo "|---|---:|---:|"
   for n in backend frontend; do
-    echo "| $n | $(kgci_size "$WORK/k3/build.json" "$n") | $(size_of "kidney_genetics_$n:bench") |"
+    echo "| $n | $(kgci_size "$WORK/reports/backend-edit.json" "$n") | $(size_of "kidney_genetics_$n:bench") |"
   done
 } >"$OUT/bench.md"
 

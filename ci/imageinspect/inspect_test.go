@@ -176,6 +176,20 @@ func TestDockerArchive(t *testing.T) {
 	assert.Nil(t, bare.Layers[0].Entries)
 	assert.Zero(t, bare.Compressed)
 	assert.Equal(t, got.Uncompressed, bare.Uncompressed)
+
+	// A layer whose size is known is not read: the known figure is taken
+	// (a wrong one shows that), the others are measured.
+	first := got.Layers[0]
+	known, err := ReadFile(p, Options{Sizes: SizesFromBlobs, Uncompressed: map[string]int64{first.DiffID: 7}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), known.Layers[0].Uncompressed)
+	assert.Equal(t, first.Compressed, known.Layers[0].Compressed)
+	assert.Equal(t, got.Layers[1].Uncompressed, known.Layers[1].Uncompressed)
+	assert.Equal(t, got.Uncompressed-first.Uncompressed+7, known.Uncompressed)
+	// With a scan every layer is read whatever is known.
+	scanned, err := ReadFile(p, Options{Scan: keepEntries, Uncompressed: map[string]int64{first.DiffID: 7}})
+	require.NoError(t, err)
+	assert.Equal(t, first.Uncompressed, scanned.Layers[0].Uncompressed)
 }
 
 func TestOCIArchive(t *testing.T) {

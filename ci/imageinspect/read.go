@@ -84,6 +84,10 @@ type Options struct {
 	// the content of every regular file of up to 1 MiB in every layer; what
 	// it returns becomes the entry's Notes.
 	Scan func(path string, content []byte) []string
+	// Uncompressed are layer sizes already known, by diff ID (an earlier
+	// reading of the same layers): without Files or Scan, such a layer is
+	// not read at all.
+	Uncompressed map[string]int64
 }
 
 // ReadFile opens the tarball at p (see OpenFile) and reads it.
@@ -135,7 +139,13 @@ func Read(img v1.Image, opt Options) (*Image, error) {
 			return nil, fmt.Errorf("reading the final filesystem: %w", err)
 		}
 	} else {
-		for _, t := range taps {
+		for i, t := range taps {
+			if opt.Scan == nil && i < len(cfg.RootFS.DiffIDs) {
+				if n, ok := opt.Uncompressed[cfg.RootFS.DiffIDs[i].String()]; ok {
+					t.done, t.result.Uncompressed = true, n
+					continue
+				}
+			}
 			rc, err := t.Uncompressed()
 			if err != nil {
 				return nil, fmt.Errorf("layer %d: %w", t.index, err)

@@ -54,6 +54,14 @@ type builtImage struct {
 	Uncompressed int64  `json:"uncompressed_bytes"`
 	Layers       int    `json:"layers"`
 	User         string `json:"user"`
+	// LayerSizes lets the next build skip decompressing the layers it
+	// shares with this one (a one-line change rebuilds one layer).
+	LayerSizes []layerSize `json:"layer_sizes,omitempty"`
+}
+
+type layerSize struct {
+	DiffID       string `json:"diff_id"`
+	Uncompressed int64  `json:"uncompressed_bytes"`
 }
 
 // progress receives BuildKit's progress display (os.Stderr from the command line).
@@ -174,11 +182,18 @@ scripts/make-base-images.sh; both profiles need a buildkitd
 		bi, note := previous[r.Name], "unchanged, tarball kept"
 		bi.Result = r
 		if !r.Reused {
-			info, err := imageinspect.ReadFile(r.Tarball, imageinspect.Options{Sizes: imageinspect.SizesFromBlobs})
+			known := map[string]int64{}
+			for _, l := range previous[r.Name].LayerSizes {
+				known[l.DiffID] = l.Uncompressed
+			}
+			info, err := imageinspect.ReadFile(r.Tarball, imageinspect.Options{Sizes: imageinspect.SizesFromBlobs, Uncompressed: known})
 			if err != nil {
 				return fmt.Errorf("inspecting %s: %w", r.Tarball, err)
 			}
 			bi = builtImage{Result: r, Compressed: info.Compressed, Uncompressed: info.Uncompressed, Layers: len(info.Layers), User: info.Config.Config.User}
+			for _, l := range info.Layers {
+				bi.LayerSizes = append(bi.LayerSizes, layerSize{DiffID: l.DiffID, Uncompressed: l.Uncompressed})
+			}
 			note = "exported"
 		}
 		rep.Images = append(rep.Images, bi)

@@ -163,6 +163,10 @@ func TestRebuildKeepsAnUnchangedImage(t *testing.T) {
 	assert.Contains(t, out, "(exported)")
 	assert.False(t, third.Images[0].Reused)
 	assert.NotEqual(t, im.ConfigDigest, third.Images[0].ConfigDigest, "a new revision label is a new image")
+	// Same layers (only the label changed): their sizes came from the last report.
+	assert.Len(t, third.Images[0].LayerSizes, im.Layers)
+	assert.Equal(t, im.Uncompressed, third.Images[0].Uncompressed)
+	assert.Equal(t, im.Compressed, third.Images[0].Compressed)
 	st, err = os.Stat(im.Tarball)
 	require.NoError(t, err)
 	assert.False(t, st.ModTime().Equal(old), "the changed image's tarball was not written")

@@ -137,32 +137,36 @@ var (
 	doneLine = regexp.MustCompile(`^(#\d+) (DONE|CACHED)`)
 )
 
-// runSteps reads BuildKit's plain progress: a RUN vertex that ends in DONE
-// was executed, one that ends in CACHED was not.
+// runSteps reads BuildKit's plain progress: a RUN vertex that says CACHED
+// was not executed (one taken from an imported cache then downloads its
+// layer and ends in DONE as well); one that only ends in DONE was.
 func runSteps(progress string) (ran, cached []string) {
 	steps := map[string]string{}
+	seen := map[string]bool{}
 	for _, l := range strings.Split(progress, "\n") {
 		if m := stepLine.FindStringSubmatch(l); m != nil {
 			steps[m[1]] = l
 		}
-		if m := doneLine.FindStringSubmatch(l); m != nil {
-			if s, ok := steps[m[1]]; ok {
-				if m[2] == "DONE" {
-					ran = append(ran, s)
-				} else {
-					cached = append(cached, s)
-				}
-				delete(steps, m[1])
-			}
+		m := doneLine.FindStringSubmatch(l)
+		if m == nil || steps[m[1]] == "" || seen[m[1]] {
+			continue
+		}
+		seen[m[1]] = true
+		if m[2] == "DONE" {
+			ran = append(ran, steps[m[1]])
+		} else {
+			cached = append(cached, steps[m[1]])
 		}
 	}
 	return ran, cached
 }
 
 func TestRunSteps(t *testing.T) {
-	ran, cached := runSteps("#5 [backend venv 2/3] RUN pip install\n#6 [backend 1/2] RUN true\n#5 CACHED\n#6 0.1 hi\n#6 DONE 0.2s\n#7 [x] COPY a b\n#7 DONE 0.0s\n")
+	ran, cached := runSteps("#5 [backend venv 2/3] RUN pip install\n#6 [backend 1/2] RUN true\n#5 CACHED\n#6 0.1 hi\n#6 DONE 0.2s\n#7 [x] COPY a b\n#7 DONE 0.0s\n" +
+		// imported from a remote cache: CACHED, then its layer is pulled and it is DONE
+		"#8 [frontend 4/4] RUN chown\n#8 CACHED\n\n#8 [frontend 4/4] RUN chown\n#8 sha256:9d 2.61kB / 2.61kB done\n#8 DONE 0.1s\n")
 	assert.Equal(t, []string{"#6 [backend 1/2] RUN true"}, ran)
-	assert.Equal(t, []string{"#5 [backend venv 2/3] RUN pip install"}, cached)
+	assert.Equal(t, []string{"#5 [backend venv 2/3] RUN pip install", "#8 [frontend 4/4] RUN chown"}, cached)
 }
 
 // buildkitdBinary is the daemon scripts/engines/buildkitd.sh builds and
