@@ -540,12 +540,10 @@ var browserCustomURLs = browserCheck(Check{
 }, func(ctx context.Context, e *Env, p *page) Outcome {
 	// Relative paths: the page's CSP allows connections to its own origin only, and
 	// which paths the bundle asks for is what shows whether it read window._env_.
-	env := map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
-	v, o, ok := e.startFrontendVariant(ctx, "frontend-urls", env)
+	v, o, ok := e.customFrontend(ctx)
 	if !ok {
 		return o
 	}
-	defer v.stop()
 	if _, err := p.open(v.base + "/"); err != nil {
 		return failf("%v", err)
 	}

@@ -123,6 +123,7 @@ type Env struct {
 	http     *http.Client
 	images   imageCache
 	browser  browser
+	custom   sharedVariant
 }
 
 // HTTP is the client every check uses; it refuses any address the run does not own.
@@ -230,6 +231,7 @@ func Run(ctx context.Context, list []Check, e *Env, done func(Result)) []Result 
 	results := make([]Result, len(list))
 	// One Chromium serves every browser check of the run; nothing of it outlives the run.
 	defer e.browser.close()
+	defer e.custom.close()
 	var mu sync.Mutex
 	report := func(i int, r Result) {
 		mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
@@ -80,7 +81,43 @@ func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[s
 	}
 }
 
-// envInjection starts one more frontend container with non-default runtime settings: the
+// customEnv are the non-default runtime settings env_injection and browser.custom_urls
+// start a frontend with. Relative paths: the page's CSP allows connections to its own
+// origin only, and which paths the bundle asks for shows whether it read window._env_.
+var customEnv = map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
+
+// sharedVariant is the frontend started with customEnv: one container serves both checks
+// (they only read from it), started by whichever asks first, removed when the run's checks
+// end.
+type sharedVariant struct {
+	mu      sync.Mutex
+	started bool
+	v       *frontendVariant
+	o       Outcome
+	ok      bool
+}
+
+func (e *Env) customFrontend(ctx context.Context) (*frontendVariant, Outcome, bool) {
+	s := &e.custom
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		s.started = true
+		s.v, s.o, s.ok = e.startFrontendVariant(ctx, "frontend-custom", customEnv)
+	}
+	return s.v, s.o, s.ok
+}
+
+func (s *sharedVariant) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.v != nil {
+		s.v.stop()
+	}
+	s.started, s.v, s.o, s.ok = false, nil, Outcome{}, false
+}
+
+// envInjection reads the frontend started with customEnv (one more container): the
 // same image must serve them in /env-config.js, with no rebuild, and uncached as
 // ci/policy/architecture.yaml (frontend_http.env_config_cache_control) asks.
 var envInjection = Check{
@@ -90,12 +127,11 @@ var envInjection = Check{
 	Needs:   []string{dockerstack.Frontend},
 	Timeout: 40 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {
-		want := map[string]string{"API_BASE_URL": "/custom-api", "WS_URL": "/custom-ws", "ENVIRONMENT": "staging"}
-		v, o, ok := e.startFrontendVariant(ctx, "frontend-env", want)
+		want := customEnv
+		v, o, ok := e.customFrontend(ctx)
 		if !ok {
 			return o
 		}
-		defer v.stop()
 		base, name := v.base, v.name
 		var cfg map[string]string
 		var r *response

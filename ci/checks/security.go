@@ -287,19 +287,23 @@ func hasNoNewPrivs(opts []string) bool {
 	return dockerstack.Service{SecurityOpt: opts}.NoNewPrivileges()
 }
 
-// dbProbe prints RESOLVE_FAIL / CONNECT_FAIL / CONNECTED for host:port; it runs with the
-// backend image's Python, so the result does not depend on which nc/wget a base ships.
+// dbProbe prints one line per host: RESOLVE_FAIL / CONNECT_FAIL / CONNECTED, trying
+// host:port for each host after argv[1] (the port). It runs with the backend image's
+// Python, so the result does not depend on which nc/wget a base ships. One container
+// tries every target of a network: a name that does not resolve fails at once, so the
+// only wait is the connect timeout of an address that is dropped.
 const dbProbe = `import socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-try:
-    ip = socket.gethostbyname(host)
-except Exception as e:
-    print("RESOLVE_FAIL", e); sys.exit(3)
-try:
-    socket.create_connection((ip, port), timeout=2).close()
-except Exception as e:
-    print("CONNECT_FAIL", ip, e); sys.exit(4)
-print("CONNECTED", ip)
+port = int(sys.argv[1])
+for host in sys.argv[2:]:
+    try:
+        ip = socket.gethostbyname(host)
+    except Exception as e:
+        print("RESOLVE_FAIL", e); continue
+    try:
+        socket.create_connection((ip, port), timeout=2).close()
+    except Exception as e:
+        print("CONNECT_FAIL", ip, e); continue
+    print("CONNECTED", ip)
 `
 
 type probeResult struct {
@@ -342,18 +346,36 @@ var securityDBIsolation = Check{
 			{from: s.ProxyNetwork(), target: alias},
 			{from: s.ProxyNetwork(), target: pgIP},
 		}
+		// One probe container per network, both at once.
+		byNet := map[string][]*probeResult{}
+		for _, p := range probes {
+			byNet[p.from] = append(byNet[p.from], p)
+		}
 		var wg sync.WaitGroup
-		for i, p := range probes {
+		i := 0
+		for network, ps := range byNet {
 			wg.Add(1)
-			go func() {
+			go func(i int) {
 				defer wg.Done()
 				args := []string{"run", "--rm"}
 				args = append(args, s.RunArgs(fmt.Sprintf("dbprobe%d", i), "dbprobe")...)
-				args = append(args, "--network", p.from, "--cap-drop", "ALL", "--entrypoint", "python",
-					s.Images[dockerstack.Backend], "-c", dbProbe, p.target, "5432")
-				p.out, p.err = e.Docker().Run(ctx, args...)
-				p.out = strings.TrimSpace(p.out)
-			}()
+				args = append(args, "--network", network, "--cap-drop", "ALL", "--entrypoint", "python",
+					s.Images[dockerstack.Backend], "-c", dbProbe, "5432")
+				for _, p := range ps {
+					args = append(args, p.target)
+				}
+				out, err := e.Docker().Run(ctx, args...)
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				for j, p := range ps {
+					p.err = err
+					if j < len(lines) {
+						p.out = strings.TrimSpace(lines[j])
+					} else {
+						p.out = strings.TrimSpace(out)
+					}
+				}
+			}(i)
+			i++
 		}
 		wg.Wait()
 		in, byName, byIP := probes[0], probes[1], probes[2]

@@ -246,6 +246,20 @@ func TestFaultDatabaseDownBeforeChecks(t *testing.T) {
 	assert.Contains(t, string(b), "database unreachable")
 }
 
+// PostgreSQL joins the proxy-side network as well (what a compose file listing it under
+// both networks would do): security.db_isolation names the attachment.
+func TestFaultDatabaseOnTheProxyNetwork(t *testing.T) {
+	e := setup(t)
+	res := e.run(t, Config{
+		Checks: []string{"security.db_isolation"},
+		BeforeChecks: func(ctx context.Context, s *dockerstack.Stack) error {
+			_, err := s.D.Run(ctx, "network", "connect", s.ProxyNetwork(), s.Containers[dockerstack.Postgres])
+			return err
+		},
+	})
+	requireRed(t, res, "security.db_isolation", "postgres is attached to", "npm_proxy_network", "it must be on the internal network only")
+}
+
 func TestFaultBackendCrashesAtStart(t *testing.T) {
 	e := setup(t)
 	t0 := time.Now()
