@@ -290,8 +290,9 @@ func (m *KidneyGenetics) TestE2e(
 // Build, test and push both images in one session: only images whose
 // checks all passed are pushed, as exactly the tarballs that were tested.
 // Returns the results directory with publish.json and publish.md (tested
-// and pushed digest of each image). Tags: the version (if any), the
-// commit's first 12 hex digits, and latest with --latest.
+// and pushed digest of each image). Tags: the version (if any) and, for a
+// release X.Y.Z, X.Y and X where it is the newest of its line, the
+// commit's first 12 hex digits, and latest for the newest release.
 // +cache="never"
 func (m *KidneyGenetics) Publish(
 	ctx context.Context,
@@ -302,10 +303,11 @@ func (m *KidneyGenetics) Publish(
 	// e.g. env://REGISTRY_TOKEN
 	// +optional
 	password *dagger.Secret,
-	// Release version to tag, e.g. v1.2.3 (tagged 1.2.3).
+	// Release version to tag, e.g. v1.2.3 (tagged 1.2.3, and 1.2, 1 and
+	// latest where it is the newest release; not for pre-releases).
 	// +optional
 	version string,
-	// Also move the latest tag.
+	// Move the latest tag even when version is not the newest release.
 	// +optional
 	latest bool,
 	// Plain HTTP, for a local test registry only.

@@ -157,7 +157,7 @@ func PublishArgs(o PublishOptions) ([]string, error) {
 	if (o.Username == "") != (o.Password == nil) {
 		return nil, errors.New("registry login needs both --username and --password (a secret, e.g. env://REGISTRY_TOKEN), or neither")
 	}
-	if _, err := publish.Tags(o.Revision, o.Version, o.Latest); err != nil {
+	if _, err := publish.Tags(o.Revision, o.Version, o.Latest, nil); err != nil {
 		return nil, err
 	}
 	args := []string{"kgci", "publish", "--images", ImagesDir, "--results", ResultsDir,

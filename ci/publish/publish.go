@@ -97,9 +97,11 @@ var (
 // with a long history, unlike git's 7-character default.
 const ShortRevisionLen = 12
 
-// Tags returns the tags a push applies: the release version (if any), the
-// short revision, and "latest" only on request.
-func Tags(revision, version string, latest bool) ([]string, error) {
+// Tags returns the tags a push applies: the release version (if any) and,
+// for a release X.Y.Z, X.Y and X where it is the newest of its line
+// (releaseTags), the short revision, and "latest" for the newest release or
+// on request. existing are the tags the repositories already have.
+func Tags(revision, version string, latest bool, existing []string) ([]string, error) {
 	revision = strings.ToLower(strings.TrimSpace(revision))
 	if !hexRevision.MatchString(revision) {
 		return nil, fmt.Errorf("revision %q is not a git commit id (7-64 hex digits): pass --revision $(git rev-parse HEAD)", revision)
@@ -110,6 +112,9 @@ func Tags(revision, version string, latest bool) ([]string, error) {
 			return nil, fmt.Errorf("version %q does not make a valid image tag (letters, digits, '.', '_', '-'; at most 128)", version)
 		}
 		tags = append(tags, v)
+		moving, newest := releaseTags(v, existing)
+		tags = append(tags, moving...)
+		latest = latest || newest
 	}
 	short := revision
 	if len(short) > ShortRevisionLen {
@@ -208,11 +213,13 @@ func Push(ctx context.Context, o Options) (*Result, error) {
 	if o.Registry == "" {
 		return nil, fmt.Errorf("no registry given: pass --registry (e.g. ghcr.io)")
 	}
-	tags, err := Tags(o.Revision, o.Version, o.Latest)
-	if err != nil {
+	// Checked before anything is read or sent; the moving tags need the
+	// registry's tags and are worked out below.
+	if _, err := Tags(o.Revision, o.Version, o.Latest, nil); err != nil {
 		return nil, err
 	}
 	imgs := make([]v1.Image, len(ImageNames))
+	var err error
 	for i, n := range ImageNames {
 		if imgs[i], err = LoadImage(filepath.Join(o.ImagesDir, n+".tar")); err != nil {
 			return nil, err
@@ -241,6 +248,20 @@ func Push(ctx context.Context, o Options) (*Result, error) {
 		remoteOpts = append(remoteOpts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
 	}
 
+	// Both images get the same tags: a moving tag moves only if the version
+	// is the newest in every repository.
+	var existing []string
+	for _, n := range ImageNames {
+		t, err := existingTags(Repository(o.Registry, o.Namespace, o.Prefix, n), nameOpts, remoteOpts)
+		if err != nil {
+			return nil, explain(err, o.Registry, o.Insecure)
+		}
+		existing = append(existing, t...)
+	}
+	tags, err := Tags(o.Revision, o.Version, o.Latest, existing)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Registry: o.Registry, Revision: o.Revision, Version: NormalizeVersion(o.Version), Tags: tags}
 	for i, n := range ImageNames {
 		repo := Repository(o.Registry, o.Namespace, o.Prefix, n)

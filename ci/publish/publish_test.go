@@ -3,6 +3,7 @@ package publish
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ func TestPushThenPullBackByTagAndDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTags := []string{"1.2.3", "0123456789ab", "latest"}
+	wantTags := []string{"1.2.3", "1.2", "1", "0123456789ab", "latest"}
 	if !reflect.DeepEqual(res.Tags, wantTags) {
 		t.Fatalf("tags = %v, want %v", res.Tags, wantTags)
 	}
@@ -207,21 +208,36 @@ func TestMissingTarballPushesNothing(t *testing.T) {
 }
 
 func TestTags(t *testing.T) {
+	released := []string{"1.2.3", "1.2", "1", "latest", "0123456789ab", "1.3.0-rc.1", "nightly"}
 	for _, c := range []struct {
 		rev, version string
 		latest       bool
+		existing     []string
 		want         []string
 		wantErr      string
 	}{
 		{rev: testRevision, want: []string{"0123456789ab"}},
+		// A pre-release gets its own tag only, never a moving one.
 		{rev: "ABCDEF1", version: "v2.0.0-rc.1", want: []string{"2.0.0-rc.1", "abcdef1"}},
-		{rev: testRevision, version: "refs/tags/v1.2.3", latest: true, want: []string{"1.2.3", "0123456789ab", "latest"}},
-		{rev: testRevision, version: "nightly", want: []string{"nightly", "0123456789ab"}},
+		{rev: "ABCDEF1", version: "v2.0.0-rc.1", existing: released, want: []string{"2.0.0-rc.1", "abcdef1"}},
+		// The first release: X.Y.Z, X.Y, X and latest, as docker/metadata-action's semver patterns.
+		{rev: testRevision, version: "refs/tags/v1.2.3", want: []string{"1.2.3", "1.2", "1", "0123456789ab", "latest"}},
+		{rev: testRevision, version: "v1.3.0", existing: released, want: []string{"1.3.0", "1.3", "1", "0123456789ab", "latest"}},
+		// A fix to an older line moves that line's tag only.
+		{rev: testRevision, version: "v1.2.4", existing: append(released, "1.3.0"), want: []string{"1.2.4", "1.2", "0123456789ab"}},
+		{rev: testRevision, version: "v0.9.9", existing: released, want: []string{"0.9.9", "0.9", "0", "0123456789ab"}},
+		// --latest forces it; republishing the newest release keeps everything.
+		{rev: testRevision, version: "v0.9.9", latest: true, existing: released, want: []string{"0.9.9", "0.9", "0", "0123456789ab", "latest"}},
+		{rev: testRevision, version: "v1.2.3", existing: released, want: []string{"1.2.3", "1.2", "1", "0123456789ab", "latest"}},
+		// A pre-release of a newer version does not hold back the release before it.
+		{rev: testRevision, version: "v1.2.5", existing: []string{"2.0.0-rc.1"}, want: []string{"1.2.5", "1.2", "1", "0123456789ab", "latest"}},
+		{rev: testRevision, version: "nightly", existing: released, want: []string{"nightly", "0123456789ab"}},
+		{rev: testRevision, version: "v1.2", want: []string{"1.2", "0123456789ab"}},
 		{rev: "", wantErr: "not a git commit"},
 		{rev: "main", wantErr: "not a git commit"},
 		{rev: testRevision, version: "v1/2", wantErr: "valid image tag"},
 	} {
-		got, err := Tags(c.rev, c.version, c.latest)
+		got, err := Tags(c.rev, c.version, c.latest, c.existing)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("Tags(%q,%q) err = %v, want %q", c.rev, c.version, err, c.wantErr)
@@ -229,7 +245,7 @@ func TestTags(t *testing.T) {
 			continue
 		}
 		if err != nil || !reflect.DeepEqual(got, c.want) {
-			t.Errorf("Tags(%q,%q,%v) = %v, %v; want %v", c.rev, c.version, c.latest, got, err, c.want)
+			t.Errorf("Tags(%q,%q,%v,%v) = %v, %v; want %v", c.rev, c.version, c.latest, c.existing, got, err, c.want)
 		}
 	}
 }
@@ -310,4 +326,48 @@ func TestPushRequiresTheTestedImages(t *testing.T) {
 
 func writeArchives(t *testing.T, dir string) map[string]v1.Image {
 	return publishtest.WriteArchives(t, dir, testRevision, ImageNames...)
+}
+
+// A release history pushed to one registry: what each moving tag names after
+// 1.2.3, 1.3.0-rc.1, 1.3.0 and then the fix 1.2.4 of the older line.
+func TestMovingTagsFollowTheNewestRelease(t *testing.T) {
+	host, _ := publishtest.StartRegistry(t, "", "")
+	digests := map[string]string{}
+	for i, version := range []string{"v1.2.3", "v1.3.0-rc.1", "v1.3.0", "v1.2.4"} {
+		dir := t.TempDir()
+		rev := fmt.Sprintf("%040x", i+1)
+		publishtest.WriteArchives(t, dir, rev, ImageNames...)
+		res, err := Push(context.Background(), Options{
+			ImagesDir: dir, Registry: host, Namespace: "kg", Revision: rev, Version: version, Insecure: true,
+			Keychain: authn.NewMultiKeychain(),
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", version, err)
+		}
+		for _, p := range res.Images {
+			if p.Name == "backend" {
+				digests[version] = p.Digest
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, d := range digests {
+		seen[d] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("the four releases must be four images: %v", digests)
+	}
+	for tag, version := range map[string]string{"latest": "v1.3.0", "1": "v1.3.0", "1.3": "v1.3.0", "1.2": "v1.2.4", "1.2.3": "v1.2.3", "1.3.0-rc.1": "v1.3.0-rc.1"} {
+		ref, err := name.ParseReference(host+"/kg/kidney_genetics_backend:"+tag, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, err := remote.Head(ref)
+		if err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		if desc.Digest.String() != digests[version] {
+			t.Errorf("tag %s names %s, want the image of %s (%s)", tag, desc.Digest, version, digests[version])
+		}
+	}
 }

@@ -35,7 +35,7 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	prefix := fs.String("prefix", publish.DefaultPrefix, "repository name prefix: <registry>/<namespace>/<prefix>backend")
 	revision := fs.String("revision", "", "git commit the images were built from (default: the images' revision label, else git rev-parse HEAD)")
 	version := fs.String("version", "", "release version to tag, e.g. v1.2.3 or refs/tags/v1.2.3 (tagged 1.2.3)")
-	latest := fs.Bool("latest", false, "also move the 'latest' tag")
+	latest := fs.Bool("latest", false, "move 'latest' even when --version is not the newest release in the registry (the newest release moves it anyway)")
 	insecure := fs.Bool("insecure", false, "plain HTTP: for a local test registry only")
 	tested := fs.String("tested", "", "results directory of the end-to-end run that tested these tarballs (default: --results); the push is refused unless that run passed and tested exactly these images")
 	untested := fs.Bool("untested", false, "push without proof that these tarballs passed `kgci test-e2e --images`")

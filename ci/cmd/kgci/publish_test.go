@@ -41,7 +41,7 @@ func TestPublishNeverShowsThePassword(t *testing.T) {
 		t.Fatalf("publish: %v", err)
 	}
 	// Without --revision the images' own label names them.
-	if !strings.Contains(out, host+"/kg/kidney_genetics_backend@sha256:") || !strings.Contains(out, "0.3.0, 89abcdef0123") {
+	if !strings.Contains(out, host+"/kg/kidney_genetics_backend@sha256:") || !strings.Contains(out, "0.3.0, 0.3, 0, 89abcdef0123, latest") {
 		t.Errorf("stdout lacks the pinned backend reference or the tags:\n%s", out)
 	}
 	var res publish.Result
