@@ -130,6 +130,7 @@ var actionInputs = map[string][]string{
 	"actions/setup-go":                  {"go-version", "go-version-file", "check-latest", "token", "cache", "cache-dependency-path", "architecture", "go-download-base-url"},
 	"actions/upload-artifact":           {"name", "path", "if-no-files-found", "retention-days", "compression-level", "overwrite", "include-hidden-files", "archive"},
 	"crazy-max/ghaction-github-runtime": {"github-token"},
+	"sigstore/cosign-installer":         {"cosign-release", "install-dir", "use-sudo"},
 	"dagger/dagger-for-github":          {"version", "commit", "dagger-flags", "verb", "workdir", "cloud-token", "module", "args", "engine-stop", "call", "shell", "check", "summary-path", "enable-github-summary"},
 }
 
@@ -195,8 +196,8 @@ func TestWorkflowShape(t *testing.T) {
 			t.Errorf("job %s has no timeout-minutes", id)
 		}
 		for scope, level := range j.Permissions {
-			if level == "write" && !(id == "release" && scope == "packages") {
-				t.Errorf("job %s may write %s: only release may write, and only packages", id, scope)
+			if level == "write" && !(id == "release" && (scope == "packages" || scope == "id-token")) {
+				t.Errorf("job %s may write %s: only release may write, and only packages (and id-token, for keyless signing)", id, scope)
 			}
 		}
 		for _, s := range j.Steps {
@@ -277,6 +278,19 @@ func TestWorkflowShape(t *testing.T) {
 				t.Errorf("job %s step %q uses the GitHub cache before a ghaction-github-runtime step exposes it", id, s.Name)
 			}
 		}
+	}
+	// The release signs what publish.json says was pushed, after the verdict.
+	signs, verdictAt := -1, -1
+	for i, s := range pub.Steps {
+		if s.Name == "Verdict" {
+			verdictAt = i
+		}
+		if strings.Contains(s.Run, "cosign sign --yes") && strings.Contains(s.Run, "results/publish.json") {
+			signs = i
+		}
+	}
+	if signs < 0 || signs < verdictAt || pub.Permissions["id-token"] != "write" {
+		t.Errorf("release job: want a step after the verdict that signs results/publish.json's pinned digests with cosign (keyless: id-token: write); step %d, verdict %d, permissions %v", signs, verdictAt, pub.Permissions)
 	}
 	if n := len(daggerSteps(pipe)); n != 1 {
 		t.Errorf("pipeline job has %d Dagger steps, want one session", n)

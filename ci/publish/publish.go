@@ -17,8 +17,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/sign"
 )
 
 // Environment variables that carry registry credentials. They are read
@@ -54,6 +56,9 @@ type Options struct {
 	// refuses a tarball whose digest is not the tested one. Nil pushes untested images,
 	// which callers allow only when asked to (kgci publish --untested).
 	Tested []report.Image
+	// Signer, when set, signs every pushed digest (ci/sign: cosign's format),
+	// and the signature is read back and verified before Push returns.
+	Signer signature.SignerVerifier
 }
 
 // Result is what results/publish.json holds.
@@ -77,6 +82,9 @@ type Pushed struct {
 	// tag being moved later.
 	Pinned string   `json:"pinned"`
 	Tags   []TagRef `json:"tags"`
+	// Signature is the signature image (repository:sha256-<hex>.sig) that
+	// holds a verified signature of Digest; empty when not signed.
+	Signature string `json:"signature,omitempty"`
 }
 
 // TagRef is one tag of a pushed image.
@@ -275,6 +283,20 @@ func Push(ctx context.Context, o Options) (*Result, error) {
 				return nil, fmt.Errorf("%s: the registry stored %s, but the tested image is %s: the push did not preserve the tested bytes", n, p.Digest, p.TestedDigest)
 			}
 		}
+		if o.Signer != nil {
+			d, err := name.NewDigest(p.Pinned, nameOpts...)
+			if err != nil {
+				return nil, err
+			}
+			tag, err := sign.Sign(ctx, d, o.Signer, remoteOpts...)
+			if err != nil {
+				return nil, explain(err, o.Registry, o.Insecure)
+			}
+			if _, err := sign.Verify(ctx, d, o.Signer, remoteOpts...); err != nil {
+				return nil, fmt.Errorf("%s: the signature did not verify after the push: %w", n, err)
+			}
+			p.Signature = tag.String()
+		}
 		res.Images = append(res.Images, p)
 	}
 	return res, nil
@@ -388,7 +410,7 @@ func Markdown(r *Result) string {
 		fmt.Fprintf(&b, ", version `%s`", r.Version)
 	}
 	b.WriteString(". Deploy by digest: a tag can be moved, a digest cannot.\n\n")
-	b.WriteString("| Image | Tested digest | Pushed digest | Tags |\n|---|---|---|---|\n")
+	b.WriteString("| Image | Tested digest | Pushed digest | Tags | Signature |\n|---|---|---|---|---|\n")
 	for _, p := range r.Images {
 		tested := "`" + p.TestedDigest + "`"
 		switch {
@@ -401,7 +423,11 @@ func Markdown(r *Result) string {
 		for _, t := range p.Tags {
 			tags = append(tags, "`"+t.Tag+"`")
 		}
-		fmt.Fprintf(&b, "| %s | %s | `%s` | %s |\n", p.Name, tested, p.Digest, strings.Join(tags, ", "))
+		signed := "not signed"
+		if p.Signature != "" {
+			signed = "✅ verified, `" + p.Signature + "`"
+		}
+		fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s |\n", p.Name, tested, p.Digest, strings.Join(tags, ", "), signed)
 	}
 	b.WriteString("\n```\n")
 	for _, p := range r.Images {

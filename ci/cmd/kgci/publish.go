@@ -9,9 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/sign"
 )
+
+// envSignKey names the signing key file when --sign-key is not given.
+const envSignKey = "KGCI_SIGN_KEY"
 
 const publishSummary = "Push the built images (results/images/*.tar) to an OCI registry, tagged by version and revision"
 
@@ -39,6 +45,7 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	insecure := fs.Bool("insecure", false, "plain HTTP: for a local test registry only")
 	tested := fs.String("tested", "", "results directory of the end-to-end run that tested these tarballs (default: --results); the push is refused unless that run passed and tested exactly these images")
 	untested := fs.Bool("untested", false, "push without proof that these tarballs passed `kgci test-e2e --images`")
+	signKey := fs.String("sign-key", "", "PEM private key (unencrypted; ECDSA P-256, RSA or Ed25519): sign every pushed digest in cosign's format and verify the signature ($"+envSignKey+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,6 +56,16 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	auth, err := publish.AuthFromEnv(getenv)
 	if err != nil {
 		return err
+	}
+	if *signKey == "" {
+		*signKey = getenv(envSignKey)
+	}
+	var signer signature.SignerVerifier
+	if *signKey != "" {
+		// Read before anything is pushed: a bad key must not leave unsigned images behind.
+		if signer, err = sign.LoadPrivateKey(*signKey); err != nil {
+			return err
+		}
 	}
 	var testedImages []report.Image
 	if !*untested {
@@ -74,7 +91,7 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	res, err := publish.Push(ctx, publish.Options{
 		ImagesDir: *images, Registry: *registry, Namespace: *namespace, Prefix: *prefix,
 		Revision: rev, Version: *version, Latest: *latest, Insecure: *insecure, Auth: auth,
-		Tested: testedImages,
+		Tested: testedImages, Signer: signer,
 	})
 	if err != nil {
 		return err
@@ -86,6 +103,9 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 		tested := "untested"
 		if p.TestedDigest != "" {
 			tested = "tested digest, equal"
+		}
+		if p.Signature != "" {
+			tested += "; signed, verified: " + p.Signature
 		}
 		fmt.Fprintf(stdout, "%-8s %s (tags: %s; %s)\n", p.Name, p.Pinned, strings.Join(res.Tags, ", "), tested)
 	}

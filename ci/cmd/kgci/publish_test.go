@@ -3,13 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
@@ -136,4 +144,64 @@ func TestPublishNeedsATestedPassingRun(t *testing.T) {
 	if !strings.Contains(out, "tested digest, equal") {
 		t.Errorf("stdout does not say the pushed digest is the tested one:\n%s", out)
 	}
+}
+
+// publish --sign-key signs what it pushed; kgci verify accepts those digests
+// with the public key and refuses them with another key.
+func TestPublishSignsAndVerifyChecks(t *testing.T) {
+	const rev = "fedcba9876543210fedcba9876543210fedcba98"
+	images, results := t.TempDir(), t.TempDir()
+	publishtest.WriteArchives(t, images, rev, publish.ImageNames...)
+	host, _ := publishtest.StartRegistry(t, "", "")
+	keys := t.TempDir()
+	priv, pub := writeECKey(t, keys, "release")
+	_, otherPub := writeECKey(t, keys, "other")
+
+	var out bytes.Buffer
+	err := runPublish(context.Background(), []string{
+		"--images", images, "--results", results, "--registry", host, "--namespace", "kg", "--insecure", "--untested",
+	}, &out, func(k string) string { return map[string]string{envSignKey: priv}[k] })
+	require.NoError(t, err, out.String())
+	var res publish.Result
+	b, err := os.ReadFile(filepath.Join(results, "publish.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.Len(t, res.Images, 2)
+	var pinned []string
+	for _, p := range res.Images {
+		assert.Equal(t, p.Repository+":sha256-"+strings.TrimPrefix(p.Digest, "sha256:")+".sig", p.Signature)
+		pinned = append(pinned, p.Pinned)
+	}
+	md, err := os.ReadFile(filepath.Join(results, "publish.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "✅ verified, `"+res.Images[0].Signature+"`")
+
+	out.Reset()
+	require.NoError(t, runVerify(context.Background(), append([]string{"--key", pub, "--insecure"}, pinned...), &out), out.String())
+	assert.Equal(t, 2, strings.Count(out.String(), "1 signature(s) verified"), out.String())
+
+	out.Reset()
+	err = runVerify(context.Background(), append([]string{"--key", otherPub, "--insecure"}, pinned...), &out)
+	assert.ErrorContains(t, err, "2 of 2 reference(s) not verified")
+	assert.Contains(t, out.String(), "signature does not verify with this key")
+
+	// A bad key is refused before anything is pushed.
+	err = runPublish(context.Background(), []string{
+		"--images", images, "--results", t.TempDir(), "--registry", host, "--namespace", "kg2", "--insecure", "--untested", "--sign-key", pub,
+	}, &out, func(string) string { return "" })
+	assert.ErrorContains(t, err, "signing key "+pub)
+}
+
+func writeECKey(t *testing.T, dir, name string) (priv, pub string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	require.NoError(t, err)
+	pder, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	require.NoError(t, err)
+	priv, pub = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".pub")
+	require.NoError(t, os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o644))
+	return priv, pub
 }
