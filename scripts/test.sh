@@ -33,16 +33,7 @@ phase "install Debian packages" bash scripts/install-deps.sh
 # it runs in the background while the application tests run, and is waited
 # for before the first phase that needs it. Cached, it takes a second.
 prep_log=$(mktemp /tmp/kgci-prepare.XXXXXX.log)
-# The two overlap: debootstrap waits on the mirror while Go compiles buildkitd
-# (one after the other, a fresh machine waited 140 s for them here).
-prepare() {
-  local bk rc=0
-  bash scripts/engines/buildkitd.sh build > >(sed -u 's/^/[buildkitd build] /') 2>&1 &
-  bk=$!
-  bash scripts/make-base-images.sh || rc=$?
-  wait "$bk" || rc=$?
-  return $rc
-}
+prepare() { bash scripts/make-base-images.sh && bash scripts/engines/buildkitd.sh build; }
 prepare >"$prep_log" 2>&1 &
 prep_pid=$!
 prep_start=$(date +%s)
