@@ -81,4 +81,6 @@ export BUILDKIT_HOST DOCKER_HOST
 phase "compose up (prod + test overlay)" bash scripts/test-compose.sh --profile offline
 # The tests that need buildkitd, the offline bases, dockerd and the loaded
 # images: with KGCI_E2E=1 a missing piece fails them instead of skipping.
-phase "engine tests + faults (real)" env KGCI_E2E=1 go test -count=1 -timeout 25m ./ci/buildkit/ ./ci/cmd/kgci/ ./ci/publish/ ./ci/e2etest/
+# -parallel 2: two fault runs at a time (each its own stack); more would only
+# queue on 2 cores.
+phase "engine tests + faults (real)" env KGCI_E2E=1 go test -count=1 -timeout 25m -parallel 2 ./ci/buildkit/ ./ci/cmd/kgci/ ./ci/publish/ ./ci/e2etest/

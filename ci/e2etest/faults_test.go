@@ -2,6 +2,8 @@ package e2etest
 
 // Fault tests against the real engine and the real images: each fault must turn a NAMED
 // check red with a message that says what is wrong, and leave nothing of its run behind.
+// They run in parallel (go test -parallel, 2 in scripts/test.sh): every run has its own
+// run ID, containers, networks and ports, and most of a run is waiting for health checks.
 //
 // They need a Docker engine and the images loaded by `kgci build --load`, and run only with
 // KGCI_E2E=1 (scripts/test.sh sets it after the pipeline). With KGCI_E2E=1 a missing
@@ -191,6 +193,7 @@ func requireGreen(t *testing.T, res *Result, names ...string) {
 
 // TestAllChecksPassOnTheRealImages is the suite as the pipeline runs it, plus the reports.
 func TestAllChecksPassOnTheRealImages(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	t0 := time.Now()
 	res := e.run(t, Config{BudgetFile: filepath.Join(e.root, "budgets.yaml")})
@@ -225,6 +228,7 @@ func TestAllChecksPassOnTheRealImages(t *testing.T) {
 }
 
 func TestFaultDatabaseDownBeforeChecks(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	res := e.run(t, Config{
 		Checks: []string{"health.backend_direct", "health.through_nginx", "health.frontend"},
@@ -249,6 +253,7 @@ func TestFaultDatabaseDownBeforeChecks(t *testing.T) {
 // PostgreSQL joins the proxy-side network as well (what a compose file listing it under
 // both networks would do): security.db_isolation names the attachment.
 func TestFaultDatabaseOnTheProxyNetwork(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	res := e.run(t, Config{
 		Checks: []string{"security.db_isolation"},
@@ -261,6 +266,7 @@ func TestFaultDatabaseOnTheProxyNetwork(t *testing.T) {
 }
 
 func TestFaultBackendCrashesAtStart(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	t0 := time.Now()
 	res := e.run(t, Config{
@@ -292,6 +298,7 @@ func nginxVariant(t *testing.T, e *env, edit func(string) string) string {
 }
 
 func TestFaultNginxWrongWebSocketPath(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	conf := nginxVariant(t, e, func(s string) string { return strings.Replace(s, "location /ws/ {", "location /wsx/ {", 1) })
 	res := e.run(t, Config{
@@ -303,6 +310,7 @@ func TestFaultNginxWrongWebSocketPath(t *testing.T) {
 }
 
 func TestFaultNginxWithoutUpgradeHeaders(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	conf := nginxVariant(t, e, func(s string) string {
 		s = strings.Replace(s, "proxy_set_header Upgrade $http_upgrade;", "", 1)
@@ -337,6 +345,7 @@ func requireScreenshot(t *testing.T, res *Result, name string) {
 // Without the SPA fallback every HTTP check passes and the start page works; a shared
 // link to a gene is a 404.
 func TestFaultNginxWithoutSPAFallback(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	conf := nginxVariant(t, e, func(s string) string {
 		return strings.Replace(s, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;", 1)
@@ -354,6 +363,7 @@ func TestFaultNginxWithoutSPAFallback(t *testing.T) {
 // A Content-Security-Policy that forbids the page's own API calls: nginx answers every
 // request an HTTP check makes, and the browser refuses to make them.
 func TestFaultCSPBlocksTheAPI(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	conf := nginxVariant(t, e, func(s string) string {
 		return strings.ReplaceAll(s, "connect-src 'self' ws: wss:;", "connect-src 'none';")
@@ -370,6 +380,7 @@ func TestFaultCSPBlocksTheAPI(t *testing.T) {
 // An image whose entrypoint no longer writes env-config.js: a frontend started with other
 // URLs still calls the defaults.
 func TestFaultFrontendIgnoresRuntimeURLs(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	// nginx started directly: the image's env-config.js (development defaults) is served.
 	img := derive(t, e, ImageRefs(e.profile, e.tag)[dockerstack.Frontend], `ENTRYPOINT ["nginx", "-g", "daemon off;"]`, `CMD []`)
@@ -382,6 +393,7 @@ func TestFaultFrontendIgnoresRuntimeURLs(t *testing.T) {
 }
 
 func TestFaultNginxPassesUpgradeOnAPI(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	conf := nginxVariant(t, e, func(s string) string {
 		s = strings.Replace(s, `proxy_set_header Connection "";`, "proxy_set_header Connection $connection_upgrade;", 1)
@@ -396,6 +408,7 @@ func TestFaultNginxPassesUpgradeOnAPI(t *testing.T) {
 }
 
 func TestFaultBackendRunsAsRoot(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	res := e.run(t, Config{
 		Checks:   []string{"security.users", "security.capabilities"},
@@ -408,6 +421,7 @@ func TestFaultBackendRunsAsRoot(t *testing.T) {
 }
 
 func TestFaultFrontendGetsCapabilitiesBack(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	res := e.run(t, Config{
 		Checks:   []string{"security.capabilities"},
@@ -439,6 +453,7 @@ func composeVariant(t *testing.T, e *env, svc, old, new string) string {
 // A compose file that drifts from the architecture (the frontend gets a capability
 // back) is what the stack runs: policy.compose judges it against the architecture.
 func TestFaultComposeDriftsFromTheArchitecture(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	compose := composeVariant(t, e, "frontend", "cap_drop:\n      - ALL", "cap_drop:\n      - ALL\n    cap_add:\n      - NET_BIND_SERVICE")
 	res := e.run(t, Config{Checks: []string{"policy.compose"}, ComposeFile: compose})
@@ -451,6 +466,7 @@ func TestFaultComposeDriftsFromTheArchitecture(t *testing.T) {
 // only the running container shows. Each is named with the inspect field, and the message
 // says where the fix is: the compose key, or how the container was created.
 func TestFaultRunningContainersDriftFromTheArchitecture(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	compose := composeVariant(t, e, "backend", "logging: *logging", "logging:\n      driver: json-file\n      options:\n        max-size: 10m\n        max-file: \"5\"")
 	res := e.run(t, Config{
@@ -468,6 +484,7 @@ func TestFaultRunningContainersDriftFromTheArchitecture(t *testing.T) {
 }
 
 func TestFaultImageOverBudget(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	budgets := filepath.Join(t.TempDir(), "budgets.yaml")
 	require.NoError(t, os.WriteFile(budgets, []byte(string(e.profile)+":\n  backend:\n    compressed: 1MB\n  frontend:\n    uncompressed: 1kB\n"), 0o644))
@@ -495,6 +512,7 @@ func derive(t *testing.T, e *env, from string, changes ...string) string {
 }
 
 func TestFaultHealthcheckWrongPath(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	img := derive(t, e, ImageRefs(e.profile, e.tag)[dockerstack.Backend], "HEALTHCHECK --interval=30s --timeout=10s --start-period=40s CMD curl -fsS http://127.0.0.1:8000/nope")
 	t0 := time.Now()
@@ -511,6 +529,7 @@ func TestFaultHealthcheckWrongPath(t *testing.T) {
 }
 
 func TestFaultHealthcheckToolMissing(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	img := derive(t, e, ImageRefs(e.profile, e.tag)[dockerstack.Backend], `HEALTHCHECK CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/api/health"]`)
 	res := e.run(t, Config{
@@ -522,6 +541,7 @@ func TestFaultHealthcheckToolMissing(t *testing.T) {
 }
 
 func TestFaultServiceNeverHealthy(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	bound := 8 * time.Second
 	res := e.run(t, Config{
@@ -543,6 +563,7 @@ func TestFaultServiceNeverHealthy(t *testing.T) {
 // starting and once while the checks run: it must exit non-zero and remove everything of
 // its run.
 func TestInterruptCleansUp(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	bin := kgciBinary(t, e)
 	for _, when := range []string{"postgres  healthy", "frontend  healthy"} {
@@ -592,6 +613,7 @@ func TestInterruptCleansUp(t *testing.T) {
 
 // TestKeepOnFailure leaves a failed run's containers for inspection, as asked, and only then.
 func TestKeepOnFailure(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	c := Config{
 		Docker: e.d, Profile: e.profile, Tag: e.tag, ResultsDir: t.TempDir(), RunID: "t" + dockerstack.NewRunID(),
@@ -647,6 +669,7 @@ func kgciBinary(t *testing.T, e *env) string {
 // TestCheckCommand runs `kgci check` (the URL-only checks the Dagger pipeline uses) against
 // a stack brought up by dockerstack, and checks its guard against foreign targets.
 func TestCheckCommand(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	bin := kgciBinary(t, e)
 	compose, err := dockerstack.LoadCompose(filepath.Join(e.root, dockerstack.ProdComposeFile))
