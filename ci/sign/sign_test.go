@@ -2,12 +2,7 @@ package sign
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,23 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/publishtest"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/sign/signtest"
 )
 
-// writeKey writes a P-256 key as openssl genpkey does (PKCS#8 PEM) and its
-// public half, and returns both paths.
 func writeKey(t *testing.T) (priv, pub string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	require.NoError(t, err)
-	pder, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	priv, pub = filepath.Join(dir, "key.pem"), filepath.Join(dir, "key.pub")
-	require.NoError(t, os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o644))
-	return priv, pub
+	return signtest.WriteKey(t, t.TempDir(), "key")
 }
 
 func pushRandom(t *testing.T, repo string, seed int64) name.Digest {

@@ -45,25 +45,13 @@ func TestBuildFlagErrors(t *testing.T) {
 // frontend image (the quicker one) against a budget it cannot meet. The
 // command must fail, and still leave the tarball, build.json and sizes.md.
 func TestBuildOverBudget(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.Addr(), buildkit.TLS{})
-	if err != nil {
-		skipUnlessE2E(t, "no daemon: %v", err)
-	}
-	c.Close()
-	img, _ := spec.ByName(spec.Options{Profile: spec.Offline}, "frontend")
-	if _, err := llbgraph.ReadLayouts(llbgraph.DefaultBaseDir(), img, llbgraph.DefaultPlatform); err != nil {
-		skipUnlessE2E(t, "no offline bases: %v", err)
-	}
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	require.NoError(t, err)
+	ctx, root := needBuilder(t, "frontend")
 
 	dir := t.TempDir()
 	budgets := filepath.Join(dir, "budgets.yaml")
 	require.NoError(t, os.WriteFile(budgets, []byte("offline:\n  frontend:\n    compressed: 1kB\n    uncompressed: 1GB\n"), 0o644))
 	var out bytes.Buffer
-	err = runBuild(ctx, []string{
+	err := runBuild(ctx, []string{
 		"--profile", "offline", "--images", "frontend", "--repo", root,
 		"--out", filepath.Join(dir, "images"), "--budgets", budgets, "--progress", "quiet",
 		"--tag", "kgci-test", "--revision", "0123456789abcdef0123456789abcdef01234567", "--created", "2026-01-02T03:04:05Z",
@@ -97,6 +85,27 @@ func TestBuildOverBudget(t *testing.T) {
 	assert.Contains(t, string(md), "| frontend | uncompressed |")
 }
 
+// needBuilder skips (fails under KGCI_E2E=1) unless buildkitd answers and the
+// offline bases of image are there; it returns a context bounded for a build
+// and the repository root.
+func needBuilder(t *testing.T, image string) (context.Context, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	t.Cleanup(cancel)
+	c, err := buildkit.Connect(ctx, buildkit.Addr(), buildkit.TLS{})
+	if err != nil {
+		skipUnlessE2E(t, "no daemon: %v", err)
+	}
+	c.Close()
+	img, _ := spec.ByName(spec.Options{Profile: spec.Offline}, image)
+	if _, err := llbgraph.ReadLayouts(llbgraph.DefaultBaseDir(), img, llbgraph.DefaultPlatform); err != nil {
+		skipUnlessE2E(t, "no offline bases: %v", err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	require.NoError(t, err)
+	return ctx, root
+}
+
 // skipUnlessE2E skips a test that needs buildkitd and the offline bases,
 // except under KGCI_E2E=1 (scripts/test.sh, after starting the engines),
 // where a missing engine is a failure, not a quiet skip.
@@ -112,19 +121,7 @@ func skipUnlessE2E(t *testing.T, format string, args ...any) {
 // finds the same config digest and keeps the tarball (not rewritten), with
 // the same figures; a new revision label is a new image and is exported.
 func TestRebuildKeepsAnUnchangedImage(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.Addr(), buildkit.TLS{})
-	if err != nil {
-		skipUnlessE2E(t, "no daemon: %v", err)
-	}
-	c.Close()
-	img, _ := spec.ByName(spec.Options{Profile: spec.Offline}, "frontend")
-	if _, err := llbgraph.ReadLayouts(llbgraph.DefaultBaseDir(), img, llbgraph.DefaultPlatform); err != nil {
-		skipUnlessE2E(t, "no offline bases: %v", err)
-	}
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	require.NoError(t, err)
+	ctx, root := needBuilder(t, "frontend")
 	dir := t.TempDir()
 	build := func(rev string) (buildReport, string) {
 		var out bytes.Buffer

@@ -3,12 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,6 +18,7 @@ import (
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/publishtest"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/sign/signtest"
 )
 
 // The password must not reach stdout, the error (which main prints to
@@ -154,8 +150,8 @@ func TestPublishSignsAndVerifyChecks(t *testing.T) {
 	publishtest.WriteArchives(t, images, rev, publish.ImageNames...)
 	host, _ := publishtest.StartRegistry(t, "", "")
 	keys := t.TempDir()
-	priv, pub := writeECKey(t, keys, "release")
-	_, otherPub := writeECKey(t, keys, "other")
+	priv, pub := signtest.WriteKey(t, keys, "release")
+	_, otherPub := signtest.WriteKey(t, keys, "other")
 
 	var out bytes.Buffer
 	err := runPublish(context.Background(), []string{
@@ -190,18 +186,4 @@ func TestPublishSignsAndVerifyChecks(t *testing.T) {
 		"--images", images, "--results", t.TempDir(), "--registry", host, "--namespace", "kg2", "--insecure", "--untested", "--sign-key", pub,
 	}, &out, func(string) string { return "" })
 	assert.ErrorContains(t, err, "signing key "+pub)
-}
-
-func writeECKey(t *testing.T, dir, name string) (priv, pub string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	require.NoError(t, err)
-	pder, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	require.NoError(t, err)
-	priv, pub = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".pub")
-	require.NoError(t, os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o644))
-	return priv, pub
 }

@@ -32,8 +32,6 @@ import (
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/buildkit"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/imageinspect"
-	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
-	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
 // TestRemoteBuilderWarmRegistryCache is a team's second machine: the CI
@@ -43,23 +41,11 @@ import (
 // same image. Connections without a client certificate, or without TLS, are
 // refused with the flag that fixes them.
 func TestRemoteBuilderWarmRegistryCache(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.Addr(), buildkit.TLS{})
-	if err != nil {
-		skipUnlessE2E(t, "no daemon: %v", err)
-	}
-	c.Close()
-	img, _ := spec.ByName(spec.Options{Profile: spec.Offline}, "backend")
-	if _, err := llbgraph.ReadLayouts(llbgraph.DefaultBaseDir(), img, llbgraph.DefaultPlatform); err != nil {
-		skipUnlessE2E(t, "no offline bases: %v", err)
-	}
+	ctx, root := needBuilder(t, "backend")
 	bkd, err := buildkitdBinary()
 	if err != nil {
 		skipUnlessE2E(t, "%v", err)
 	}
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	require.NoError(t, err)
 
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer reg.Close()
