@@ -304,10 +304,8 @@ func unchanged(p prepared, opt Options) (Result, bool) {
 // assembled inside the daemon (its layers compressed once and cached there)
 // and nothing is sent to us but its digests. It shares the build's status
 // channel without closing it.
-func probe(ctx context.Context, c *client.Client, p prepared, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (string, error) {
+func probe(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (string, error) {
 	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterImage, Attrs: map[string]string{}}}
-	// Exporting the cache is the real build's job.
-	solveOpt.CacheExports = nil
 	ch := make(chan *client.SolveStatus)
 	done := make(chan struct{})
 	go func() {
@@ -380,20 +378,20 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
 		return res, nil
 	}
-	if prev, ok := unchanged(p, opt); ok {
-		cfg, err := probe(ctx, c, p, solveOpt, build, status)
+	// With a cache to export the full build runs anyway: no probe.
+	if prev, ok := unchanged(p, opt); ok && len(opt.CacheTo) == 0 {
+		cfg, err := probe(ctx, c, solveOpt, build, status)
 		if err != nil {
 			close(status)
 			return Result{}, err
 		}
-		if cfg == prev.ConfigDigest && len(opt.CacheTo) == 0 {
+		if cfg == prev.ConfigDigest {
 			close(status)
 			d := time.Since(start)
 			prev.GraphDigest, prev.Duration, prev.Seconds, prev.Reused = graphDigest, d, d.Round(10*time.Millisecond).Seconds(), true
 			return prev, nil
 		}
-		// Changed (or a cache to export): the export below finds every
-		// step solved already.
+		// Changed: the export below finds every step solved already.
 	}
 	resp, err := c.Build(ctx, solveOpt, "kgci", build, status)
 	if err != nil {
