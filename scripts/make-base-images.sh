@@ -258,7 +258,7 @@ build_node() {
 # into a throwaway minbase chroot and the files are picked out of it.
 NGINX_UID=101
 build_nginx() {
-  local root="$1" build="$WORK/nginx-build" lib real applet
+  local root="$1" build="$WORK/nginx-build" lib real applet f copied
   extract_minbase "$build"
   chroot_mount "$build"
   apt_prepare "$build"
@@ -269,7 +269,9 @@ build_nginx() {
   ln -s usr/lib "$root/lib"; ln -s usr/lib64 "$root/lib64"
   install -m 755 "$build/usr/sbin/nginx" "$root/usr/sbin/nginx"
   # ldd prints "name => /path (addr)" and the loader as "/path (addr)".
+  copied=()
   for lib in $(in_chroot "$build" ldd /usr/sbin/nginx | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+    copied+=("$lib")
     real="$(in_chroot "$build" readlink -f "$lib")"
     mkdir -p "$root$(dirname "$lib")"
     install -m 755 "$build$real" "$root$lib"
@@ -282,6 +284,21 @@ build_nginx() {
   for f in mime.types fastcgi_params fastcgi.conf scgi_params uwsgi_params; do
     install -m 644 "$build/etc/nginx/$f" "$root/etc/nginx/$f"
   done
+  # What the image holds must be readable from it (the SBOM, ci/sbom, and the
+  # vulnerability gate read dpkg's status and os-release): record the status
+  # entries of the Debian packages the copied files came from. dpkg knows
+  # usrmerged files by their /lib path, hence the second try.
+  for f in /usr/sbin/nginx /bin/busybox "${copied[@]}"; do
+    real="$(in_chroot "$build" readlink -f "$f")"
+    in_chroot "$build" dpkg -S "$real" 2>/dev/null || in_chroot "$build" dpkg -S "${real#/usr}" 2>/dev/null ||
+      die "nginx image: no Debian package owns $real"
+  done | sed 's/:.*//' | sort -u | while read -r p; do in_chroot "$build" dpkg-query -s "$p"; echo; done >"$WORK/nginx-status"
+  grep -q '^Package: nginx' "$WORK/nginx-status" || die "nginx image: no dpkg status entry for nginx"
+  mkdir -p "$root/var/lib/dpkg" "$root/usr/lib"
+  install -m 644 "$WORK/nginx-status" "$root/var/lib/dpkg/status"
+  install -m 644 "$build/usr/lib/os-release" "$root/usr/lib/os-release"
+  ln -s ../usr/lib/os-release "$root/etc/os-release"
+  log "nginx: dpkg status records $(grep -c '^Package:' "$WORK/nginx-status") packages: $(grep '^Package:' "$WORK/nginx-status" | cut -d' ' -f2 | tr '\n' ' ')"
   chroot_umount "$build"
   rm -rf "$build"
 
