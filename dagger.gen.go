@@ -63,6 +63,7 @@ func (r KidneyGenetics) MarshalJSON() ([]byte, error) {
 		HostCa   *dagger.Secret
 		Revision string
 		Created  string
+		VulnDb   *dagger.Directory
 	}
 	concrete.Source = r.Source
 	concrete.Profile = r.Profile
@@ -70,6 +71,7 @@ func (r KidneyGenetics) MarshalJSON() ([]byte, error) {
 	concrete.HostCa = r.HostCa
 	concrete.Revision = r.Revision
 	concrete.Created = r.Created
+	concrete.VulnDb = r.VulnDb
 	return json.Marshal(&concrete)
 }
 
@@ -81,6 +83,7 @@ func (r *KidneyGenetics) UnmarshalJSON(bs []byte) error {
 		HostCa   *dagger.Secret
 		Revision string
 		Created  string
+		VulnDb   *dagger.Directory
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -92,6 +95,7 @@ func (r *KidneyGenetics) UnmarshalJSON(bs []byte) error {
 	r.HostCa = concrete.HostCa
 	r.Revision = concrete.Revision
 	r.Created = concrete.Created
+	r.VulnDb = concrete.VulnDb
 	return nil
 }
 
@@ -413,7 +417,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg created", err))
 				}
 			}
-			return New(ctx, source, git, profile, bases, hostCa, revision, created)
+			var vulnDb *dagger.Directory
+			if inputArgs["vulnDb"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["vulnDb"]), &vulnDb)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg vulnDb", err))
+				}
+			}
+			return New(ctx, source, git, profile, bases, hostCa, revision, created, vulnDb)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

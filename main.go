@@ -36,13 +36,15 @@ type KidneyGenetics struct {
 	Revision string
 	// +private
 	Created string
+	// +private
+	VulnDb *dagger.Directory
 }
 
 func New(
 	ctx context.Context,
 	// The repository.
 	// +defaultPath="/"
-	// +ignore=["**/node_modules", "**/dist", "results", "out", "bin", "bases", "bench/out", ".git", "frontend/e2e-output", "**/__pycache__", "**/.pytest_cache", "**/*.tar", "**/*.oci"]
+	// +ignore=["**/node_modules", "**/dist", "results", "out", "bin", "bases", "bench/out", ".git", "frontend/e2e-output", "**/__pycache__", "**/.pytest_cache", "**/*.tar", "**/*.oci", ".vulndb"]
 	source *dagger.Directory,
 	// The commit being built: --revision and --created default to its id
 	// and commit time, as `kgci build` does, so rebuilds are identical.
@@ -72,12 +74,17 @@ func New(
 	// label (default: the commit time of --git).
 	// +optional
 	created string,
+	// A grype vulnerability database directory (`kgci-supplychain vulndb update --dir
+	// DIR` makes one) that the check supplychain.vulnerabilities scans the
+	// images' SBOMs against; without it that check is skipped.
+	// +optional
+	vulnDb *dagger.Directory,
 ) (*KidneyGenetics, error) {
 	p, err := spec.ParseProfile(profile)
 	if err != nil {
 		return nil, err
 	}
-	m := &KidneyGenetics{Source: source, Profile: string(p), Bases: bases, HostCa: hostCa, Revision: revision, Created: created}
+	m := &KidneyGenetics{Source: source, Profile: string(p), Bases: bases, HostCa: hostCa, Revision: revision, Created: created, VulnDb: vulnDb}
 	// Checked before anything is built or pulled.
 	if err := m.options().Validate(); err != nil {
 		return nil, err
@@ -368,6 +375,18 @@ func (m *KidneyGenetics) test(ctx context.Context, c *sdk.Client, runID string) 
 	if err != nil {
 		return nil, err
 	}
+	tool, err := daggerbuild.SupplyChain(c, spec.Profile(m.Profile), in)
+	if err != nil {
+		return nil, err
+	}
+	var vulnDB *sdk.Directory
+	if m.VulnDb != nil {
+		id, err := m.VulnDb.ID(ctx)
+		if err != nil {
+			return nil, err
+		}
+		vulnDB = c.LoadDirectoryFromID(sdk.DirectoryID(id))
+	}
 	bases := spec.Bases(spec.Profile(m.Profile))
 	pg, err := daggerbuild.Base(c, bases[spec.BasePostgres], in)
 	if err != nil {
@@ -382,7 +401,7 @@ func (m *KidneyGenetics) test(ctx context.Context, c *sdk.Client, runID string) 
 		Images: map[string]*sdk.File{
 			"backend": im.Backend.Tarball, "frontend": im.Frontend.Tarball, "postgres": daggerbuild.Tarball(pg),
 		},
-		Kgci: kgci, Docker: docker, Source: in.Source, RunID: runID,
+		Kgci: kgci, SupplyChain: tool, Docker: docker, Source: in.Source, RunID: runID, VulnDB: vulnDB,
 	})
 }
 

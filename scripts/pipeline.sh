@@ -44,6 +44,9 @@ if [ "$profile" = offline ]; then
   phase "offline base images" bash scripts/make-base-images.sh python node nginx postgres
 fi
 phase "build kgci" go build -o bin/kgci ./ci/cmd/kgci
+# The SBOM and vulnerability tool (syft, grype) is a module of its own (ci/supplychain);
+# kgci finds it next to itself.
+phase "build kgci-supplychain" go build -C ci/supplychain -o "$PWD/bin/kgci-supplychain" ./cmd/kgci-supplychain
 mkdir -p "$results"
 # Each run re-tags kidney_genetics_*:latest and leaves the previous images
 # dangling; in this private engine (its data root is under KGCI_CACHE) they

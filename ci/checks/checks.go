@@ -90,7 +90,9 @@ type Check struct {
 	Timeout time.Duration
 	// usesImages: the check reads the image files (shared, prefetchable).
 	usesImages bool
-	Run        func(ctx context.Context, e *Env) Outcome
+	// usesSBOMs: the check reads the images' SBOMs (made once, prefetchable).
+	usesSBOMs bool
+	Run       func(ctx context.Context, e *Env) Outcome
 }
 
 // Group is the part of the name before the first dot ("health" for health.frontend).
@@ -124,6 +126,16 @@ type Env struct {
 	images   imageCache
 	browser  browser
 	custom   sharedVariant
+	sboms    sbomCache
+	// Tarballs are the tested docker-archives by service, when test-e2e loaded them
+	// (--images): the SBOM is made from them rather than from a fresh docker save.
+	Tarballs map[string]string
+	// VulnDB is the grype database directory supplychain.vulnerabilities scans against
+	// (the check is skipped without one), VulnIgnore its ignore file (may be empty) and
+	// VulnFailOn the lowest severity that fails it.
+	VulnDB     string
+	VulnIgnore string
+	VulnFailOn string
 }
 
 // HTTP is the client every check uses; it refuses any address the run does not own.
@@ -151,12 +163,17 @@ func (e *Env) image(svc string) string {
 // Prefetch starts reading the images for the image checks among list right away, so that
 // streaming them out of the engine overlaps with the stack's start instead of the checks.
 func (e *Env) Prefetch(list []Check) {
+	images, sboms := false, false
 	for _, c := range list {
-		if c.usesImages {
-			for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
-				go e.imageLoad(svc)
-			}
-			return
+		images = images || c.usesImages
+		sboms = sboms || c.usesSBOMs
+	}
+	for _, svc := range []string{dockerstack.Backend, dockerstack.Frontend} {
+		if images {
+			go e.imageLoad(svc)
+		}
+		if sboms {
+			go e.sbomOf(svc)
 		}
 	}
 }
@@ -173,6 +190,7 @@ func All() []Check {
 		browserGenes, browserDeepLink, browserLiveUpdate, browserCustomURLs,
 		securityUsers, securityCapabilities, securityDBIsolation, securityNoSecrets, securityNoBuildTools,
 		sizeBudgets, gzipAssets,
+		supplyChainSBOM, supplyChainVulnerabilities,
 		healthDatabaseDown,
 	}
 }

@@ -122,11 +122,29 @@ func FinalizeArgs(image string, o spec.Options, in, out string) []string {
 // base: the Dagger path runs the same commands as our CI (finalize,
 // test-e2e, publish). Static, so it runs in any container.
 func Kgci(c *dagger.Client, p spec.Profile, in Inputs) (*dagger.File, error) {
+	return goBuild(c, p, in, ".", "./ci/cmd/kgci", "kgci")
+}
+
+// SupplyChain is kgci-supplychain (syft, grype), which test-e2e runs for the
+// supplychain.* checks: a module of its own (ci/supplychain), whose newer Go the
+// engine's Go SDK need not have, as it is built here in the profile's Go image.
+func SupplyChain(c *dagger.Client, p spec.Profile, in Inputs) (*dagger.File, error) {
+	return goBuild(c, p, in, "ci/supplychain", "./cmd/kgci-supplychain", "kgci-supplychain")
+}
+
+// goBuild builds one command of the repository in the profile's Go image, with
+// the module and build caches shared by every build.
+func goBuild(c *dagger.Client, p spec.Profile, in Inputs, dir, pkg, out string) (*dagger.File, error) {
 	base, err := Base(c, spec.Bases(p)[spec.BaseGo], in)
 	if err != nil {
 		return nil, err
 	}
 	src := in.Source.Filter(dagger.DirectoryFilterOpts{Include: []string{"go.mod", "go.sum", "ci/"}})
+	args := []string{"go", "build"}
+	if dir != "." {
+		args = append(args, "-C", dir)
+	}
+	args = append(args, "-trimpath", "-buildvcs=false", "-o", "/out/"+out, pkg)
 	return base.
 		WithMountedCache("/go/pkg/mod", c.CacheVolume("kidney-go-mod")).
 		WithMountedCache("/root/.cache/go-build", c.CacheVolume("kidney-go-build")).
@@ -137,8 +155,8 @@ func Kgci(c *dagger.Client, p spec.Profile, in Inputs) (*dagger.File, error) {
 		WithEnvVariable("GOTOOLCHAIN", "local").
 		WithDirectory("/src", src).
 		WithWorkdir("/src").
-		WithExec([]string{"go", "build", "-trimpath", "-buildvcs=false", "-o", "/out/kgci", "./ci/cmd/kgci"}).
-		File("/out/kgci"), nil
+		WithExec(args).
+		File("/out/" + out), nil
 }
 
 // Tarball exports a container (a base image) as a docker-archive that

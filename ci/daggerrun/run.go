@@ -27,6 +27,8 @@ const (
 	ImagesDir  = "/images"
 	ResultsDir = "/results"
 	KgciPath   = "/usr/local/bin/kgci"
+	// SupplyChainPath is beside KgciPath, where kgci looks for it.
+	SupplyChainPath = "/usr/local/bin/kgci-supplychain"
 	// DockerData is the private engine's data root. It must not be on the
 	// container's overlay root (overlay2 cannot nest on overlayfs), so it is
 	// a tmpfs: nothing of a run survives it.
@@ -34,7 +36,7 @@ const (
 )
 
 // SourceFiles are the repository files `kgci test-e2e` reads.
-var SourceFiles = []string{dockerstack.ProdComposeFile, dockerstack.TestOverlayFile, "budgets.yaml"}
+var SourceFiles = []string{dockerstack.ProdComposeFile, dockerstack.TestOverlayFile, "budgets.yaml", "vulnerability-ignore.yaml"}
 
 // Options are the inputs of one run.
 type Options struct {
@@ -43,20 +45,32 @@ type Options struct {
 	// postgres (the profile's database base).
 	Images map[string]*dagger.File
 	Kgci   *dagger.File
+	// SupplyChain is kgci-supplychain, installed next to kgci (which looks there).
+	SupplyChain *dagger.File
 	// Docker is the profile's Docker base (spec.BaseDocker).
 	Docker *dagger.Container
 	Source *dagger.Directory
 	// RunID names the run's resources and reports, and makes the engine
 	// run the checks again instead of answering from its cache.
 	RunID string
+	// VulnDB is a grype vulnerability database directory (kgci-supplychain vulndb update) for
+	// supplychain.vulnerabilities; nil skips that check.
+	VulnDB *dagger.Directory
 }
+
+// VulnDBDir is where the checker finds the vulnerability database.
+const VulnDBDir = "/vulndb"
 
 // TestArgs is the checker's command: the same `kgci test-e2e` our CI runs
 // (scripts/pipeline.sh), plus --dockerd, which starts the engine the
 // container lacks, and the run id.
-func TestArgs(p spec.Profile, runID string) []string {
-	return []string{"kgci", "test-e2e", "--dockerd", "--profile", string(p),
+func TestArgs(p spec.Profile, runID string, vulnDB bool) []string {
+	args := []string{"kgci", "test-e2e", "--dockerd", "--profile", string(p),
 		"--images", ImagesDir, "--results", ResultsDir, "--run-id", runID}
+	if vulnDB {
+		args = append(args, "--vuln-db", VulnDBDir)
+	}
+	return args
 }
 
 // Checker is the container the checks run in: the Docker base with kgci,
@@ -64,6 +78,9 @@ func TestArgs(p spec.Profile, runID string) []string {
 func Checker(c *dagger.Client, o Options) (*dagger.Container, error) {
 	if o.RunID == "" {
 		return nil, errors.New("daggerrun: an empty run id would let the engine answer from the cache of an earlier run")
+	}
+	if o.Kgci == nil || o.SupplyChain == nil {
+		return nil, errors.New("daggerrun: kgci and kgci-supplychain are both needed")
 	}
 	for _, svc := range []string{"backend", "frontend", "postgres"} {
 		if o.Images[svc] == nil {
@@ -76,6 +93,7 @@ func Checker(c *dagger.Client, o Options) (*dagger.Container, error) {
 	}
 	ctr = ctr.
 		WithFile(KgciPath, o.Kgci, dagger.ContainerWithFileOpts{Permissions: 0o755}).
+		WithFile(SupplyChainPath, o.SupplyChain, dagger.ContainerWithFileOpts{Permissions: 0o755}).
 		WithDirectory(SourceDir, o.Source.Filter(dagger.DirectoryFilterOpts{Include: SourceFiles})).
 		WithWorkdir(SourceDir).
 		// Present even when kgci fails before writing a report.
@@ -84,6 +102,9 @@ func Checker(c *dagger.Client, o Options) (*dagger.Container, error) {
 		WithEnvVariable("KGCI_RUN", o.RunID)
 	for _, svc := range []string{"backend", "frontend", "postgres"} {
 		ctr = ctr.WithMountedFile(ImagesDir+"/"+svc+".tar", o.Images[svc])
+	}
+	if o.VulnDB != nil {
+		ctr = ctr.WithMountedDirectory(VulnDBDir, o.VulnDB)
 	}
 	return ctr, nil
 }
@@ -111,7 +132,7 @@ func Test(ctx context.Context, c *dagger.Client, o Options) (*Tested, error) {
 	}
 	// Docker needs the privileges it has on a host: namespaces, mounts,
 	// iptables. Only this exec gets them.
-	ran := ctr.WithExec(TestArgs(o.Profile, o.RunID), dagger.ContainerWithExecOpts{
+	ran := ctr.WithExec(TestArgs(o.Profile, o.RunID, o.VulnDB != nil), dagger.ContainerWithExecOpts{
 		InsecureRootCapabilities: true,
 		Expect:                   dagger.ReturnTypeAny,
 	})

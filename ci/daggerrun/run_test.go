@@ -24,6 +24,10 @@ func options(t *testing.T, c *dagger.Client, p spec.Profile) daggerrun.Options {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tool, err := daggerbuild.SupplyChain(c, p, in)
+	if err != nil {
+		t.Fatal(err)
+	}
 	im, err := daggerbuild.Build(c, spec.Options{Profile: p, Revision: revision, Created: "2026-11-25T00:00:00Z"}, in, kgci)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +44,7 @@ func options(t *testing.T, c *dagger.Client, p spec.Profile) daggerrun.Options {
 	return daggerrun.Options{
 		Profile: p,
 		Images:  map[string]*dagger.File{"backend": im.Backend.Tarball, "frontend": im.Frontend.Tarball, "postgres": daggerbuild.Tarball(pg)},
-		Kgci:    kgci, Docker: docker, Source: in.Source, RunID: "golden",
+		Kgci:    kgci, SupplyChain: tool, Docker: docker, Source: in.Source, RunID: "golden",
 	}
 }
 
@@ -63,7 +67,7 @@ func TestTestTranscript(t *testing.T) {
 				`withMountedFile(path: "/images/backend.tar"`,
 				`withMountedFile(path: "/images/frontend.tar"`,
 				`withMountedFile(path: "/images/postgres.tar"`,
-				`filter(include: ["docker-compose.prod.yml","docker-compose.test.yml","budgets.yaml"])`,
+				`filter(include: ["docker-compose.prod.yml","docker-compose.test.yml","budgets.yaml","vulnerability-ignore.yaml"])`,
 				`asTarball(mediaTypes: DockerMediaTypes)`,
 				`"/kgci","finalize","--image","backend"`,
 				`"/kgci","finalize","--image","frontend"`,

@@ -59,6 +59,11 @@ func (e *env) newChecker(t *testing.T) *checker {
 	build.Dir, build.Env = e.root, append(os.Environ(), "CGO_ENABLED=0")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "build kgci: %s", out)
+	// And kgci-supplychain, as ci/daggerbuild.SupplyChain builds it.
+	build = exec.CommandContext(ctx, "go", "build", "-C", "ci/supplychain", "-trimpath", "-buildvcs=false", "-o", filepath.Join(c.dir, "kgci-supplychain"), "./cmd/kgci-supplychain")
+	build.Dir, build.Env = e.root, append(os.Environ(), "CGO_ENABLED=0")
+	out, err = build.CombinedOutput()
+	require.NoError(t, err, "build kgci-supplychain: %s", out)
 
 	images := os.Getenv("KGCI_IMAGES")
 	if images == "" {
@@ -94,6 +99,7 @@ func (e *env) newChecker(t *testing.T) *checker {
 		"--label", dockerstack.LabelRun+"="+strings.TrimPrefix(c.name, "kgci-"),
 		"--tmpfs", daggerrun.DockerData+":rw,exec,dev,nosuid",
 		"-v", filepath.Join(c.dir, "kgci")+":"+daggerrun.KgciPath+":ro",
+		"-v", filepath.Join(c.dir, "kgci-supplychain")+":"+daggerrun.SupplyChainPath+":ro",
 		"-v", filepath.Join(c.dir, "images")+":"+daggerrun.ImagesDir+":ro",
 		"-v", filepath.Join(c.dir, "src")+":"+daggerrun.SourceDir+":ro",
 		"-v", c.results+":"+daggerrun.ResultsDir,
@@ -198,7 +204,7 @@ func TestDaggerCheckerCommands(t *testing.T) {
 	c := e.newChecker(t)
 
 	t0 := time.Now()
-	code, out := c.exec(t, nil, daggerrun.TestArgs(spec.Offline, "dgr"+dockerstack.NewRunID())...)
+	code, out := c.exec(t, nil, daggerrun.TestArgs(spec.Offline, "dgr"+dockerstack.NewRunID(), false)...)
 	t.Logf("checker run (engine start, load, checks, teardown): %.1fs\n%s", time.Since(t0).Seconds(), out)
 	require.Equal(t, 0, code, "kgci test-e2e in the checker failed:\n%s", out)
 	assert.Contains(t, out, "private Docker engine up")
@@ -299,7 +305,7 @@ func TestDaggerCheckerReportsAFault(t *testing.T) {
 		fmt.Fprintf(&tiny, "%s:\n  backend:\n    compressed: 1MB\n    uncompressed: 1MB\n  frontend:\n    compressed: 1MB\n    uncompressed: 1MB\n", p)
 	}
 	require.NoError(t, os.WriteFile(budgets, []byte(tiny.String()), 0o644))
-	code, out := c.exec(t, nil, append(daggerrun.TestArgs(spec.Offline, "dgf"+dockerstack.NewRunID()), "--checks", "size")...)
+	code, out := c.exec(t, nil, append(daggerrun.TestArgs(spec.Offline, "dgf"+dockerstack.NewRunID(), false), "--checks", "size")...)
 	assert.Equal(t, 1, code, "a failed check exits 1:\n%s", out)
 	s := c.summary(t)
 	assert.False(t, s.Passed)

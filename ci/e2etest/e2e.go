@@ -53,6 +53,11 @@ type Config struct {
 	// BeforeChecks runs after Up and before the checks (fault tests: stop the database).
 	BeforeChecks func(ctx context.Context, s *dockerstack.Stack) error
 	Out          io.Writer // progress; os.Stdout in the command
+	// VulnDB, VulnIgnore and VulnFailOn configure supplychain.vulnerabilities (skipped
+	// without a database).
+	VulnDB     string
+	VulnIgnore string
+	VulnFailOn string
 }
 
 // Result of a run.
@@ -258,6 +263,13 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	env := &checks.Env{
 		Runtime: "docker", ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
 		Images: refs, DockerCLI: c.Docker,
+		VulnDB: c.VulnDB, VulnIgnore: c.VulnIgnore, VulnFailOn: c.VulnFailOn,
+	}
+	env.Tarballs = map[string]string{}
+	for _, im := range tested {
+		if _, replaced := c.Images[im.Service]; im.Tarball != "" && !replaced {
+			env.Tarballs[im.Service] = im.Tarball
+		}
 	}
 	env.Prefetch(list)
 
@@ -304,6 +316,12 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		PrintResult(c.Out, r)
 	})...)
 	res.Report.Results = results
+	sc := env.SupplyChain()
+	for i, im := range res.Report.Images {
+		if x, ok := sc[im.Service]; ok {
+			res.Report.Images[i].SBOMPackages, res.Report.Images[i].SBOM, res.Report.Images[i].Scan = x.Packages, x.Files, x.Scan
+		}
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintf(c.Out, "interrupted: %v\n", ctx.Err())
 	}

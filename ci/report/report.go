@@ -50,6 +50,15 @@ type Image struct {
 	ID      string `json:"id"`
 	Digest  string `json:"digest,omitempty"`
 	Tarball string `json:"tarball,omitempty"`
+	// What supplychain.* recorded: the SBOM's package count and documents (relative to
+	// the results directory) and the vulnerability verdict.
+	SBOMPackages int      `json:"sbom_packages,omitempty"`
+	SBOM         []string `json:"sbom,omitempty"`
+	Scan         string   `json:"scan,omitempty"`
+	// Set by `kgci publish` for what it pushed: the provenance attestation and the
+	// signature, one line each.
+	Provenance string `json:"provenance,omitempty"`
+	Signature  string `json:"signature,omitempty"`
 }
 
 // Counts of each status.
@@ -317,12 +326,48 @@ func Markdown(r *Run, logTail func(service string) string) []byte {
 			fmt.Fprintf(&b, "| %s `%s` | `%s` | `%s` |\n", im.Service, mdCell(im.Ref), im.ID, d)
 		}
 	}
+	b.WriteString(SupplyChainTable(r.Images))
 	if len(r.Logs) > 0 {
 		sorted := append([]string(nil), r.Logs...)
 		sort.Strings(sorted)
 		fmt.Fprintf(&b, "\nContainer logs: %s\n", "`"+strings.Join(sorted, "`, `")+"`")
 	}
 	return []byte(b.String())
+}
+
+// SupplyChainHeading starts the supply-chain section of summary.md; `kgci publish`
+// replaces the section when it adds provenance and signatures.
+const SupplyChainHeading = "### Supply chain"
+
+// SupplyChainTable is summary.md's per-image supply-chain section: the SBOM's package
+// count, provenance, the vulnerability verdict and the signature. Empty without images.
+func SupplyChainTable(images []Image) string {
+	if len(images) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n" + SupplyChainHeading + "\n\n| Image | SBOM | Provenance | Vulnerability scan | Signature |\n|---|---|---|---|---|\n")
+	or := func(s, dflt string) string {
+		if s == "" {
+			return dflt
+		}
+		return mdCell(s)
+	}
+	for _, im := range images {
+		sbom := "not made"
+		if im.SBOMPackages > 0 {
+			sbom = fmt.Sprintf("%d packages", im.SBOMPackages)
+			var links []string
+			for _, f := range im.SBOM {
+				links = append(links, fmt.Sprintf("[%s](%s)", filepath.Base(f), filepath.ToSlash(f)))
+			}
+			if len(links) > 0 {
+				sbom += " (" + strings.Join(links, ", ") + ")"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", im.Service, sbom, or(im.Provenance, "at publish"), or(im.Scan, "not scanned"), or(im.Signature, "at publish"))
+	}
+	return b.String()
 }
 
 // serviceOf guesses which service's log explains a failing check.

@@ -213,3 +213,14 @@ func TestScreenshotsAreLinkedAndListed(t *testing.T) {
 	r.Results = r.Results[:2]
 	assert.NotContains(t, string(Markdown(r, nil)), "Screenshots", "no line without pictures")
 }
+
+func TestSupplyChainTable(t *testing.T) {
+	assert.Empty(t, SupplyChainTable(nil))
+	md := SupplyChainTable([]Image{
+		{Service: "backend", SBOMPackages: 137, SBOM: []string{"sbom/backend.spdx.json", "sbom/backend.cdx.json"}, Scan: "pass: 0 blocking | 3 below high"},
+		{Service: "frontend", Provenance: "SLSA v1 (referrer)", Signature: "cosign, key"},
+	})
+	assert.Contains(t, md, SupplyChainHeading)
+	assert.Contains(t, md, "| backend | 137 packages ([backend.spdx.json](sbom/backend.spdx.json), [backend.cdx.json](sbom/backend.cdx.json)) | at publish | pass: 0 blocking \\| 3 below high | at publish |")
+	assert.Contains(t, md, "| frontend | not made | SLSA v1 (referrer) | not scanned | cosign, key |")
+}

@@ -150,6 +150,9 @@ func Backend(o Options) Image {
 	}
 }
 
+// FrontendLockfile is where the frontend image keeps the package-lock.json it was built from.
+const FrontendLockfile = "/usr/share/doc/kidney-genetics-frontend/package-lock.json"
+
 // Frontend is the Vue app: a node builder that runs `vite build` and an
 // nginx runtime that holds only dist/, our config and the entrypoint.
 func Frontend(o Options) Image {
@@ -175,6 +178,10 @@ func Frontend(o Options) Image {
 		CopyStage{Stage: "builder", From: "/src/dist", To: "/usr/share/nginx/html", Dir: true},
 		CopySrc{From: "nginx/nginx.prod.conf", To: "/etc/nginx/nginx.conf"},
 		CopySrc{From: "scripts/docker-entrypoint.sh", To: "/usr/local/bin/kidney-entrypoint.sh"},
+		// The bundle keeps no trace of the npm packages inside it; the lock file that
+		// built it does, so the SBOM (ci/sbom) lists them (its dev dependencies are
+		// marked as such and left out). Outside the web root: nginx does not serve it.
+		CopySrc{From: "frontend/package-lock.json", To: FrontendLockfile},
 		// Only env-config.js is writable by nginx: the entrypoint rewrites
 		// it at every start; everything else it serves stays root-owned.
 		Run{Args: []string{"sh", "-c", "rm -f /etc/nginx/conf.d/default.conf" +

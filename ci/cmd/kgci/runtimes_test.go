@@ -41,7 +41,7 @@ func pipelineTestE2E(t *testing.T, p spec.Profile) []string {
 func TestBothRuntimesRunTheSameChecks(t *testing.T) {
 	for _, p := range []spec.Profile{spec.Offline, spec.Upstream} {
 		t.Run(string(p), func(t *testing.T) {
-			daggerArgs := daggerrun.TestArgs(p, "run")
+			daggerArgs := daggerrun.TestArgs(p, "run", false)
 			if daggerArgs[0] != "kgci" || daggerArgs[1] != "test-e2e" {
 				t.Fatalf("the Dagger checker runs %q, not kgci test-e2e", daggerArgs[:2])
 			}

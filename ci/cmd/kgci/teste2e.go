@@ -12,7 +12,11 @@ import (
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/e2etest"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/supplyjson"
 )
+
+// VulnIgnoreFile is the repository's list of accepted vulnerabilities.
+const VulnIgnoreFile = "vulnerability-ignore.yaml"
 
 const testE2ESummary = "Run the built images with an ephemeral PostgreSQL in the production topology and check them end to end"
 
@@ -30,6 +34,8 @@ type testE2EFlags struct {
 	dockerHost              string
 	checks                  []string
 	keep, dockerd           bool
+	vulnDB, vulnIgnore      string
+	failOn                  string
 	timeout, startup        time.Duration
 }
 
@@ -55,6 +61,9 @@ Exits 1 when a check fails.`)
 	fs.StringVar(&f.compose, "compose", dockerstack.ProdComposeFile, "production compose file: networks, aliases and security options are taken from it")
 	fs.StringVar(&f.budgets, "budgets", "budgets.yaml", "size budgets for size.budgets; 'none' skips that check")
 	fs.StringVar(&f.buildJSON, "build-json", "", "kgci build's build.json, whose measured sizes size.budgets uses for the same images (default RESULTS/build.json)")
+	fs.StringVar(&f.vulnDB, "vuln-db", os.Getenv("KGCI_VULN_DB"), "grype vulnerability database directory for supplychain.vulnerabilities (`kgci-supplychain vulndb update --dir DIR` downloads one; default $KGCI_VULN_DB; without one the check is skipped)")
+	fs.StringVar(&f.vulnIgnore, "vuln-ignore", VulnIgnoreFile, "accepted vulnerabilities, each with a reason and an expiry date; 'none' for no file")
+	failOn := fs.String("fail-on", "high", "lowest vulnerability severity that fails supplychain.vulnerabilities: negligible, low, medium, high or critical")
 	only := fs.String("checks", "", "comma-separated checks or groups to run (default: all), e.g. health,websocket.upgrade")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker engine (default: $DOCKER_HOST, else "+dockerstack.DefaultHost+" if present, else Docker's default)")
 	fs.StringVar(&f.images, "images", "", "directory with backend.tar and frontend.tar (and optionally postgres.tar) to load and test; their digests go into results.json, and `kgci publish` pushes only tarballs tested this way (default: use the images already loaded)")
@@ -72,6 +81,12 @@ Exits 1 when a check fails.`)
 		return nil, err
 	}
 	f.profile = p
+	if f.failOn, err = supplyjson.CheckSeverity(*failOn); err != nil {
+		return nil, fmt.Errorf("--fail-on: %w", err)
+	}
+	if f.vulnIgnore == "none" {
+		f.vulnIgnore = ""
+	}
 	if f.dockerd && f.dockerHost != "" {
 		return nil, fmt.Errorf("--dockerd starts its own engine; --docker-host names another one: give one of them")
 	}
@@ -106,6 +121,15 @@ func runTestE2E(ctx context.Context, args []string) (rerr error) {
 		budgetFile = ""
 	}
 
+	vulnIgnore := f.vulnIgnore
+	if vulnIgnore != "" {
+		if _, err := os.Stat(vulnIgnore); err != nil {
+			if vulnIgnore, err = dockerstack.FindRepoFile(".", f.vulnIgnore); err != nil {
+				return fmt.Errorf("--vuln-ignore: %w", err)
+			}
+		}
+	}
+
 	t0 := time.Now()
 	if f.dockerd {
 		daemon, err := dockerstack.StartDaemon(ctx, dockerstack.DaemonOptions{DataRoot: f.dataRoot})
@@ -136,6 +160,7 @@ func runTestE2E(ctx context.Context, args []string) (rerr error) {
 		Docker: d, Profile: f.profile, Tag: f.tag, ResultsDir: f.results, ComposeFile: composePath, ImagesDir: f.images,
 		BudgetFile: budgetFile, BuildJSON: f.buildJSON, Checks: f.checks, StartupTimeout: f.startup, KeepOnFailure: f.keep,
 		RunID: f.runID, Out: os.Stdout,
+		VulnDB: f.vulnDB, VulnIgnore: vulnIgnore, VulnFailOn: f.failOn,
 	})
 	if err != nil {
 		return err
