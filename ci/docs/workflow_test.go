@@ -131,6 +131,7 @@ var actionInputs = map[string][]string{
 	"actions/upload-artifact":           {"name", "path", "if-no-files-found", "retention-days", "compression-level", "overwrite", "include-hidden-files", "archive"},
 	"crazy-max/ghaction-github-runtime": {"github-token"},
 	"sigstore/cosign-installer":         {"cosign-release", "install-dir", "use-sudo"},
+	"github/codeql-action/upload-sarif": {"sarif_file", "checkout_path", "ref", "sha", "token", "matrix", "category", "wait-for-processing"},
 	"dagger/dagger-for-github":          {"version", "commit", "dagger-flags", "verb", "workdir", "cloud-token", "module", "args", "engine-stop", "call", "shell", "check", "summary-path", "enable-github-summary"},
 }
 
@@ -160,7 +161,7 @@ type wfFile struct {
 	Jobs map[string]wfJob `yaml:"jobs"`
 }
 
-var pinned = regexp.MustCompile(`^([\w.-]+/[\w.-]+)@[0-9a-f]{40}$`)
+var pinned = regexp.MustCompile(`^([\w.-]+/[\w.-]+(?:/[\w.-]+)*)@[0-9a-f]{40}$`)
 
 // The properties the project relies on, which actionlint does not judge:
 // triggers, least privilege, pinned actions, timeouts, results always kept.
@@ -196,8 +197,10 @@ func TestWorkflowShape(t *testing.T) {
 			t.Errorf("job %s has no timeout-minutes", id)
 		}
 		for scope, level := range j.Permissions {
-			if level == "write" && !(id == "release" && (scope == "packages" || scope == "id-token")) {
-				t.Errorf("job %s may write %s: only release may write, and only packages (and id-token, for keyless signing)", id, scope)
+			// The jobs that scan the images upload SARIF to code scanning.
+			sarif := scope == "security-events" && (id == "release" || id == "pipeline")
+			if level == "write" && !sarif && !(id == "release" && (scope == "packages" || scope == "id-token")) {
+				t.Errorf("job %s may write %s: only release may write, and only packages (and id-token, for keyless signing); the scanning jobs may write security-events", id, scope)
 			}
 		}
 		for _, s := range j.Steps {

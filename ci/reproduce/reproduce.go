@@ -86,6 +86,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "reproducing %s with engine %s in %s\n", sha[:12], o.Engine, wt)
+	for _, n := range r.Notes {
+		fmt.Fprintf(stdout, "note: %s\n", n)
+	}
 	failed, runErr := runCommands(ctx, r.Commands, stdout, stderr)
 
 	dest := o.Results
@@ -124,6 +127,7 @@ type reproduction struct {
 	Commands      []command
 	DaggerVersion string   // what the workflow installs
 	Terminals     []string // dagger calls that open a shell in a built image
+	Notes         []string // what the reproduction leaves out, said before it runs
 }
 
 // command is one command line of a reproduction.
@@ -152,6 +156,7 @@ func plan(wt, sha, engine, profileOverride string) (*reproduction, error) {
 	version := ""
 
 	var out []command
+	var notes []string
 	seen := map[string]bool{}
 	for _, ds := range dsteps {
 		if ds.Verb != "call" {
@@ -185,6 +190,20 @@ func plan(wt, sha, engine, profileOverride string) (*reproduction, error) {
 		}
 		if call.Function() == "publish" {
 			continue // reproducing must never push images
+		}
+		// CI downloads the vulnerability database in a step of its own (it needs the
+		// internet and takes minutes); without that directory the check is skipped.
+		if dir, ok := call.ConstructorFlag("vuln-db"); ok && !isDir(filepath.Join(wt, dir)) {
+			if words, err = dropConstructorFlag(words, call, "vuln-db"); err != nil {
+				return nil, err
+			}
+			if call, err = mod.ParseCall(words); err != nil {
+				return nil, err
+			}
+			note := fmt.Sprintf("step %q: CI scanned the images against a fresh vulnerability database (--vuln-db %s); this reproduction skips supplychain.vulnerabilities. To include it: go run -C ci/supplychain ./cmd/kgci-supplychain vulndb update --dir %s", ds.Name, dir, filepath.Join(wt, dir))
+			if !slices.Contains(notes, note) {
+				notes = append(notes, note)
+			}
 		}
 		if len(runnerOnly) > 0 {
 			return nil, fmt.Errorf("step %q uses ${{ %s }}, which has no value outside GitHub Actions", ds.Name, runnerOnly[0])
@@ -225,7 +244,7 @@ func plan(wt, sha, engine, profileOverride string) (*reproduction, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s at %s has no dagger call step other than publishing: nothing to reproduce", WorkflowPath, sha[:12])
 	}
-	return &reproduction{Commands: out, DaggerVersion: version, Terminals: terminals(mod, out[0].Call)}, nil
+	return &reproduction{Commands: out, DaggerVersion: version, Terminals: terminals(mod, out[0].Call), Notes: notes}, nil
 }
 
 // terminals lists `dagger call ... terminal` commands that open a shell in
@@ -289,6 +308,31 @@ func overrideProfile(words []string, call *Call, profile string) ([]string, erro
 		out = append(out, w)
 	}
 	return nil, fmt.Errorf("no function in %q", strings.Join(words, " "))
+}
+
+// dropConstructorFlag removes a constructor flag (--name V or --name=V).
+func dropConstructorFlag(words []string, call *Call, name string) ([]string, error) {
+	var out []string
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if w == call.Function() {
+			return append(out, words[i:]...), nil
+		}
+		if w == "--"+name {
+			i++
+			continue
+		}
+		if strings.HasPrefix(w, "--"+name+"=") {
+			continue
+		}
+		out = append(out, w)
+	}
+	return nil, fmt.Errorf("no function in %q", strings.Join(words, " "))
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // checkDaggerCLI fails with install instructions when dagger is missing
