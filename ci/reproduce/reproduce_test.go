@@ -448,6 +448,37 @@ func TestReproduceDaggerJudgesTheResults(t *testing.T) {
 	}
 }
 
+// CI downloads its vulnerability database in a step of its own; a checkout has none, so
+// the flag is dropped (dagger would refuse a missing directory) and a note says so. A
+// database that is there is kept.
+func TestPlanDropsAMissingVulnDB(t *testing.T) {
+	repo, _, _ := testRepo(t)
+	write(t, filepath.Join(repo, WorkflowPath), strings.Replace(ciYAML("offline"), "test-e-2-e --allow-failure", "--vuln-db .vulndb test-e-2-e --allow-failure", 1))
+	git(t, repo, "commit", "-q", "-am", "with a vulnerability database")
+	sha := git(t, repo, "rev-parse", "HEAD")
+	wt, _ := testWorktree(t, repo, sha)
+	r, err := plan(wt, sha, "dagger", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Commands[2].Argv, " "); got != "dagger --progress plain call --profile offline test-e-2-e --allow-failure export --path results" {
+		t.Errorf("without .vulndb: %s", got)
+	}
+	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "skips supplychain.vulnerabilities") || !strings.Contains(r.Notes[0], "vulndb update --dir "+filepath.Join(wt, ".vulndb")) {
+		t.Errorf("notes = %q", r.Notes)
+	}
+
+	if err := os.MkdirAll(filepath.Join(wt, ".vulndb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = plan(wt, sha, "dagger", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Commands[2].Argv, " "); got != "dagger --progress plain call --profile offline --vuln-db .vulndb test-e-2-e --allow-failure export --path results" || len(r.Notes) != 0 {
+		t.Errorf("with .vulndb: %s (notes %q)", got, r.Notes)
+	}
+}
+
 func TestPlanProfileOverride(t *testing.T) {
 	repo, _, upstream := testRepo(t)
 	wt, _ := testWorktree(t, repo, upstream)

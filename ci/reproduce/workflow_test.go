@@ -109,6 +109,8 @@ func TestParseModule(t *testing.T) {
 		{GoName: "source", Flag: "source", Type: "*dagger.Directory", Optional: true},
 		{GoName: "profile", Flag: "profile", Type: "string", Optional: true, Default: "upstream"},
 		{GoName: "revision", Flag: "revision", Type: "string", Optional: true},
+		// camelCase becomes kebab-case, as dagger's CLI spells it.
+		{GoName: "vulnDb", Flag: "vuln-db", Type: "*dagger.Directory", Optional: true},
 	}
 	if !reflect.DeepEqual(m.Constructor.Params, wantCtor) {
 		t.Errorf("constructor params = %+v", m.Constructor.Params)

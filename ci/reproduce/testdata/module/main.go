@@ -24,6 +24,9 @@ func New(
 	profile string,
 	// +optional
 	revision string,
+	// A vulnerability database directory.
+	// +optional
+	vulnDb *dagger.Directory,
 ) (*KidneyGenetics, error) {
 	return &KidneyGenetics{Source: source, Profile: profile}, nil
 }
