@@ -9,6 +9,7 @@ package vulntest
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,7 +52,16 @@ func WriteDB(t testing.TB, dir string, advisories ...Advisory) {
 // Write is WriteDB for callers without a testing.TB: the fixturedb command, which the
 // root module's end-to-end tests run (they cannot import this module).
 func Write(dir string, advisories ...Advisory) error {
-	build := filepath.Join(dir, "fixture-build")
+	// Written beside dir, not in it (a database directory holds only what grype installs),
+	// on the same file system, so that the import can move it into place.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	build, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), ".kgci-fixture-db-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(build)
 	w, err := v6.NewWriter(v6.Config{DBDirPath: build})
 	if err != nil {
 		return err
