@@ -4,6 +4,7 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/attest"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/sign"
 )
@@ -59,6 +61,9 @@ type Options struct {
 	// Signer, when set, signs every pushed digest (ci/sign: cosign's format),
 	// and the signature is read back and verified before Push returns.
 	Signer signature.SignerVerifier
+	// Attest, when set, attaches the provenance (and the SBOM, when there is one)
+	// to every pushed digest and reads them back.
+	Attest *Attest
 }
 
 // Result is what results/publish.json holds.
@@ -85,6 +90,23 @@ type Pushed struct {
 	// Signature is the signature image (repository:sha256-<hex>.sig) that
 	// holds a verified signature of Digest; empty when not signed.
 	Signature string `json:"signature,omitempty"`
+	// Attestations are the in-toto statements attached to Digest as OCI
+	// referrers (ci/attest), read back after the push.
+	Attestations []Attestation `json:"attestations,omitempty"`
+}
+
+// Attestation is one statement attached to a pushed image.
+type Attestation struct {
+	PredicateType string `json:"predicate_type"`
+	Digest        string `json:"digest"` // of the referrer artifact
+}
+
+// Attest says what to attach to each pushed image.
+type Attest struct {
+	Build attest.Build
+	// SBOMDir holds <name>.spdx.json (test-e2e's results/sbom); an image without one
+	// gets no SBOM statement.
+	SBOMDir string
 }
 
 // TagRef is one tag of a pushed image.
@@ -297,9 +319,71 @@ func Push(ctx context.Context, o Options) (*Result, error) {
 			}
 			p.Signature = tag.String()
 		}
+		if o.Attest != nil {
+			if p.Attestations, err = attach(ctx, p, n, o.Attest, nameOpts, remoteOpts); err != nil {
+				return nil, explain(err, o.Registry, o.Insecure)
+			}
+		}
 		res.Images = append(res.Images, p)
 	}
 	return res, nil
+}
+
+// attach writes the provenance and the SBOM statements of one pushed image and
+// reads them back: what is recorded is what a client will find.
+func attach(ctx context.Context, p Pushed, imgName string, a *Attest, nameOpts []name.Option, remoteOpts []remote.Option) ([]Attestation, error) {
+	d, err := name.NewDigest(p.Pinned, nameOpts...)
+	if err != nil {
+		return nil, err
+	}
+	h, err := v1.NewHash(p.Digest)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := attest.Provenance(p.Repository, h, a.Build)
+	if err != nil {
+		return nil, err
+	}
+	statements := map[string][]byte{attest.PredicateSLSA: prov}
+	if a.SBOMDir != "" {
+		spdx, err := os.ReadFile(filepath.Join(a.SBOMDir, imgName+".spdx.json"))
+		switch {
+		case err == nil:
+			if statements[attest.PredicateSPDX], err = attest.SBOM(p.Repository, h, spdx); err != nil {
+				return nil, fmt.Errorf("%s: %w", imgName, err)
+			}
+		case !os.IsNotExist(err):
+			return nil, err
+		}
+	}
+	for _, pt := range []string{attest.PredicateSLSA, attest.PredicateSPDX} {
+		if st, ok := statements[pt]; ok {
+			if _, err := attest.Attach(ctx, d, st, pt, remoteOpts...); err != nil {
+				return nil, err
+			}
+		}
+	}
+	found, err := attest.List(ctx, d, remoteOpts...)
+	if err != nil {
+		return nil, err
+	}
+	var out []Attestation
+	for _, pt := range []string{attest.PredicateSLSA, attest.PredicateSPDX} {
+		if _, ok := statements[pt]; !ok {
+			continue
+		}
+		var got *attest.Found
+		for i := range found {
+			if found[i].PredicateType == pt && bytes.Equal(found[i].Statement, statements[pt]) {
+				got = &found[i]
+			}
+		}
+		if got == nil {
+			return nil, fmt.Errorf("%s: the %s statement attached to %s is not among its referrers", imgName, pt, p.Digest)
+		}
+		out = append(out, Attestation{PredicateType: pt, Digest: got.Digest.String()})
+	}
+	return out, nil
 }
 
 func pushOne(img v1.Image, imgName, repo string, tags []string, nameOpts []name.Option, remoteOpts []remote.Option) (Pushed, error) {
@@ -403,6 +487,32 @@ func WriteResults(dir string, r *Result) error {
 }
 
 // Markdown is a fragment for the CI job summary and release notes.
+// AttestationsLine says in one line which statements an image carries.
+func AttestationsLine(a []Attestation) string {
+	if len(a) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, x := range a {
+		kind := x.PredicateType
+		switch kind {
+		case attest.PredicateSLSA:
+			kind = "SLSA provenance v1"
+		case attest.PredicateSPDX:
+			kind = "SBOM (SPDX)"
+		}
+		parts = append(parts, fmt.Sprintf("%s `%s`", kind, short(x.Digest)))
+	}
+	return strings.Join(parts, ", ") + " (OCI referrers)"
+}
+
+func short(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
 func Markdown(r *Result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Published images\n\nRevision `%s`", r.Revision)
@@ -410,7 +520,7 @@ func Markdown(r *Result) string {
 		fmt.Fprintf(&b, ", version `%s`", r.Version)
 	}
 	b.WriteString(". Deploy by digest: a tag can be moved, a digest cannot.\n\n")
-	b.WriteString("| Image | Tested digest | Pushed digest | Tags | Signature |\n|---|---|---|---|---|\n")
+	b.WriteString("| Image | Tested digest | Pushed digest | Tags | Signature | Attestations |\n|---|---|---|---|---|---|\n")
 	for _, p := range r.Images {
 		tested := "`" + p.TestedDigest + "`"
 		switch {
@@ -427,7 +537,7 @@ func Markdown(r *Result) string {
 		if p.Signature != "" {
 			signed = "✅ verified, `" + p.Signature + "`"
 		}
-		fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s |\n", p.Name, tested, p.Digest, strings.Join(tags, ", "), signed)
+		fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s | %s |\n", p.Name, tested, p.Digest, strings.Join(tags, ", "), signed, AttestationsLine(p.Attestations))
 	}
 	b.WriteString("\n```\n")
 	for _, p := range r.Images {

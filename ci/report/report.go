@@ -370,6 +370,30 @@ func SupplyChainTable(images []Image) string {
 	return b.String()
 }
 
+// ReplaceSupplyChain rewrites the supply-chain section of a summary.md (what
+// SupplyChainTable wrote) for images, e.g. once `kgci publish` knows the provenance
+// and signatures. A summary without the section gets it appended.
+func ReplaceSupplyChain(md []byte, images []Image) []byte {
+	s := string(md)
+	table := SupplyChainTable(images)
+	i := strings.Index(s, "\n"+SupplyChainHeading+"\n")
+	if i < 0 {
+		return []byte(strings.TrimRight(s, "\n") + "\n" + table)
+	}
+	// The section is the heading, a blank line and the table's rows.
+	end := i + 1 + len(SupplyChainHeading) + 1
+	lines := strings.SplitAfter(s[end:], "\n")
+	n := 0
+	for j, l := range lines {
+		if j == 0 && strings.TrimSpace(l) == "" || strings.HasPrefix(l, "|") {
+			n += len(l)
+			continue
+		}
+		break
+	}
+	return []byte(s[:i] + table + s[end+n:])
+}
+
 // serviceOf guesses which service's log explains a failing check.
 func serviceOf(name string) string {
 	switch {
@@ -427,12 +451,18 @@ func fence(s string) string {
 
 // Summary is what another step needs of a written results.json.
 type Summary struct {
-	Schema  string  `json:"schema"`
-	Profile string  `json:"profile"`
-	RunID   string  `json:"run_id"`
-	Passed  bool    `json:"passed"`
-	Images  []Image `json:"images"`
+	Schema     string     `json:"schema"`
+	Profile    string     `json:"profile"`
+	RunID      string     `json:"run_id"`
+	Started    time.Time  `json:"started"`
+	DurationMS int64      `json:"duration_ms"`
+	Passed     bool       `json:"passed"`
+	Counts     jsonCounts `json:"counts"`
+	Images     []Image    `json:"images"`
 }
+
+// ChecksPassed is the number of checks that passed.
+func (s *Summary) ChecksPassed() int { return s.Counts.Pass }
 
 // ReadSummary reads results.json from dir.
 func ReadSummary(dir string) (*Summary, error) {

@@ -224,3 +224,17 @@ func TestSupplyChainTable(t *testing.T) {
 	assert.Contains(t, md, "| backend | 137 packages ([backend.spdx.json](sbom/backend.spdx.json), [backend.cdx.json](sbom/backend.cdx.json)) | at publish | pass: 0 blocking \\| 3 below high | at publish |")
 	assert.Contains(t, md, "| frontend | not made | SLSA v1 (referrer) | not scanned | cosign, key |")
 }
+
+func TestReplaceSupplyChain(t *testing.T) {
+	before := []Image{{Service: "backend", SBOMPackages: 3, Scan: "pass"}}
+	md := Markdown(&Run{Command: "test-e2e", Images: before, Logs: []string{"logs/backend.log"}}, nil)
+	require.Contains(t, string(md), "| backend | 3 packages | at publish | pass | at publish |")
+	after := before
+	after[0].Provenance, after[0].Signature = "SLSA provenance v1", "cosign key"
+	got := string(ReplaceSupplyChain(md, after))
+	assert.Contains(t, got, "| backend | 3 packages | SLSA provenance v1 | pass | cosign key |")
+	assert.NotContains(t, got, "at publish")
+	assert.Equal(t, 1, strings.Count(got, SupplyChainHeading))
+	assert.Contains(t, got, "Container logs: `logs/backend.log`", "what follows the section stays")
+	assert.Contains(t, string(ReplaceSupplyChain([]byte("# old summary\n"), after)), SupplyChainHeading, "appended when missing")
+}

@@ -8,9 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/attest"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/report"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/sign"
@@ -45,6 +48,8 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	insecure := fs.Bool("insecure", false, "plain HTTP: for a local test registry only")
 	tested := fs.String("tested", "", "results directory of the end-to-end run that tested these tarballs (default: --results); the push is refused unless that run passed and tested exactly these images")
 	untested := fs.Bool("untested", false, "push without proof that these tarballs passed `kgci test-e2e --images`")
+	builder := fs.String("builder-id", "", "provenance: who ran this build, e.g. the CI run's URL (default: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID when set, else kgci's)")
+	noAttest := fs.Bool("no-attest", false, "attach no provenance or SBOM statements to the pushed images")
 	signKey := fs.String("sign-key", "", "PEM private key (unencrypted; ECDSA P-256, RSA or Ed25519): sign every pushed digest in cosign's format and verify the signature ($"+envSignKey+")")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -68,12 +73,15 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 		}
 	}
 	var testedImages []report.Image
+	var sum *report.Summary
+	testedDir := ""
 	if !*untested {
 		dir := *tested
 		if dir == "" {
 			dir = *results
 		}
-		sum, err := report.ReadSummary(dir)
+		testedDir = dir
+		sum, err = report.ReadSummary(dir)
 		if err != nil {
 			return fmt.Errorf("no end-to-end results to prove these images were tested (%v): run `kgci test-e2e --images %s --results %s` first, or pass --untested", err, *images, dir)
 		}
@@ -88,13 +96,29 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 			return err
 		}
 	}
+	var att *publish.Attest
+	if !*noAttest {
+		att = &publish.Attest{Build: attest.Build{Revision: rev, Version: *version, Builder: *builder, Finished: time.Now()}}
+		if att.Build.Builder == "" && getenv("GITHUB_RUN_ID") != "" {
+			att.Build.Builder = getenv("GITHUB_SERVER_URL") + "/" + getenv("GITHUB_REPOSITORY") + "/actions/runs/" + getenv("GITHUB_RUN_ID")
+		}
+		if sum != nil {
+			att.Build.Profile, att.Build.TestRunID, att.Build.ChecksPassed, att.Build.Started = sum.Profile, sum.RunID, sum.ChecksPassed(), sum.Started
+			att.SBOMDir = filepath.Join(testedDir, checks.SBOMDir)
+		}
+	}
 	res, err := publish.Push(ctx, publish.Options{
 		ImagesDir: *images, Registry: *registry, Namespace: *namespace, Prefix: *prefix,
 		Revision: rev, Version: *version, Latest: *latest, Insecure: *insecure, Auth: auth,
-		Tested: testedImages, Signer: signer,
+		Tested: testedImages, Signer: signer, Attest: att,
 	})
 	if err != nil {
 		return err
+	}
+	if sum != nil {
+		if err := updateSummary(testedDir, sum, res); err != nil {
+			return fmt.Errorf("updating %s: %w", filepath.Join(testedDir, report.MarkdownFile), err)
+		}
 	}
 	if err := publish.WriteResults(*results, res); err != nil {
 		return fmt.Errorf("write results: %w", err)
@@ -128,4 +152,31 @@ func defaultRevision(ctx context.Context, tar string) (string, error) {
 		return "", fmt.Errorf("the images carry no revision label and `git rev-parse HEAD` failed (%v): pass --revision", err)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// updateSummary fills in the provenance and signature columns of the tested run's
+// summary.md, now that they exist.
+func updateSummary(dir string, sum *report.Summary, res *publish.Result) error {
+	p := filepath.Join(dir, report.MarkdownFile)
+	md, err := os.ReadFile(p)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	images := append([]report.Image(nil), sum.Images...)
+	for i := range images {
+		for _, x := range res.Images {
+			if x.Name != images[i].Service {
+				continue
+			}
+			images[i].Provenance = publish.AttestationsLine(x.Attestations)
+			images[i].Signature = "not signed (the workflow signs keyless after the push)"
+			if x.Signature != "" {
+				images[i].Signature = "verified, `" + x.Signature + "`"
+			}
+		}
+	}
+	return os.WriteFile(p, report.ReplaceSupplyChain(md, images), 0o644)
 }

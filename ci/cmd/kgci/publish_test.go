@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/attest"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/checks"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/publish/publishtest"
@@ -186,4 +188,61 @@ func TestPublishSignsAndVerifyChecks(t *testing.T) {
 		"--images", images, "--results", t.TempDir(), "--registry", host, "--namespace", "kg2", "--insecure", "--untested", "--sign-key", pub,
 	}, &out, func(string) string { return "" })
 	assert.ErrorContains(t, err, "signing key "+pub)
+}
+
+// A tested publish attaches each image's provenance and SBOM as OCI referrers, reads
+// them back, records them in publish.json, and fills summary.md's supply-chain columns.
+func TestPublishAttachesProvenanceAndSBOM(t *testing.T) {
+	const rev = "0123456789abcdef0123456789abcdef01234567"
+	images, results := t.TempDir(), t.TempDir()
+	local := publishtest.WriteArchives(t, images, rev, publish.ImageNames...)
+	host, _ := publishtest.StartRegistry(t, "", "")
+	run := &report.Run{Command: "test-e2e", Profile: "offline", RunID: "r42", Started: time.Now(),
+		Results: []checks.Result{{Name: "health.frontend", Group: "health", Status: checks.Pass}}}
+	for _, n := range publish.ImageNames {
+		d, _ := local[n].Digest()
+		run.Images = append(run.Images, report.Image{Service: n, Ref: "kidney_genetics_" + n + ":latest", ID: "sha256:x", Digest: d.String(), SBOMPackages: 7})
+	}
+	_, err := report.Write(results, run, nil)
+	require.NoError(t, err)
+	// Only the backend has an SBOM document: the frontend gets provenance alone.
+	require.NoError(t, os.MkdirAll(filepath.Join(results, checks.SBOMDir), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(results, checks.SBOMDir, "backend.spdx.json"), []byte(`{"spdxVersion":"SPDX-2.3","name":"backend"}`), 0o644))
+
+	var out bytes.Buffer
+	require.NoError(t, runPublish(context.Background(), []string{
+		"--images", images, "--results", results, "--registry", host, "--namespace", "kg", "--insecure", "--version", "v1.0.0",
+	}, &out, func(string) string { return "" }), out.String())
+
+	var res publish.Result
+	b, err := os.ReadFile(filepath.Join(results, "publish.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &res))
+	want := map[string][]string{"backend": {attest.PredicateSLSA, attest.PredicateSPDX}, "frontend": {attest.PredicateSLSA}}
+	for _, p := range res.Images {
+		var got []string
+		for _, a := range p.Attestations {
+			got = append(got, a.PredicateType)
+		}
+		assert.Equal(t, want[p.Name], got, p.Name)
+		d, err := name.NewDigest(p.Pinned, name.Insecure)
+		require.NoError(t, err)
+		found, err := attest.List(context.Background(), d)
+		require.NoError(t, err)
+		require.Len(t, found, len(want[p.Name]), p.Name)
+		for _, f := range found {
+			if f.PredicateType == attest.PredicateSLSA {
+				assert.Contains(t, string(f.Statement), `"invocationId":"r42"`)
+				assert.Contains(t, string(f.Statement), `"gitCommit":"`+rev+`"`)
+				assert.Contains(t, string(f.Statement), `"version":"v1.0.0"`)
+			}
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(results, report.MarkdownFile))
+	require.NoError(t, err)
+	assert.Regexp(t, "\\| backend \\| 7 packages \\| SLSA provenance v1 `sha256:[0-9a-f]{12}`, SBOM \\(SPDX\\) `sha256:[0-9a-f]{12}` \\(OCI referrers\\) \\| not scanned \\| not signed", string(md))
+	assert.NotContains(t, string(md), "at publish")
+	pmd, err := os.ReadFile(filepath.Join(results, "publish.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(pmd), "SLSA provenance v1")
 }
