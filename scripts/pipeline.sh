@@ -52,7 +52,9 @@ mkdir -p "$results"
 # dangling; in this private engine (its data root is under KGCI_CACHE) they
 # would pile up run after run.
 phase "prune dangling images" docker image prune -f
-phase "build images ($profile)" bin/kgci build --profile "$profile" --out "$results/images"
+# --provenance: BuildKit's own SLSA provenance beside each tarball; kgci publish
+# attaches it to the pushed digest (docs/supply-chain.md).
+phase "build images ($profile)" bin/kgci build --profile "$profile" --out "$results/images" --provenance mode=max
 # The tarballs themselves are loaded and tested, and their digests recorded:
 # `kgci publish` pushes only tarballs a passing run tested. The Dagger path
 # runs this same command (ci/daggerrun.TestArgs; a test compares the two).

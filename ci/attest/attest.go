@@ -145,6 +145,39 @@ func statement(repo string, digest v1.Hash, predicateType string, predicate prot
 	return protojson.Marshal(st)
 }
 
+// BuildKitSuffix names BuildKit's provenance statement beside an image's tarball
+// (kgci build --provenance writes <name>.provenance.json).
+const BuildKitSuffix = ".provenance.json"
+
+// FromBuildKit points BuildKit's own provenance statement at the pushed digest. BuildKit
+// states it of the OCI manifest it exported; the push re-encodes the docker-archive we
+// tested, so the bytes a client pulls have another digest. The predicate is BuildKit's,
+// untouched; BuildKit's subject is kept as an annotation of the new one.
+func FromBuildKit(stmt []byte, repo string, digest v1.Hash) ([]byte, error) {
+	var st intoto.Statement
+	if err := protojson.Unmarshal(stmt, &st); err != nil {
+		return nil, fmt.Errorf("BuildKit's provenance: %w", err)
+	}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("BuildKit's provenance: %w", err)
+	}
+	if st.GetPredicateType() != PredicateSLSA {
+		return nil, fmt.Errorf("BuildKit's provenance has predicate type %q, want %s", st.GetPredicateType(), PredicateSLSA)
+	}
+	var was []any
+	for _, s := range st.GetSubject() {
+		for alg, hex := range s.GetDigest() {
+			was = append(was, s.GetName()+"@"+alg+":"+hex)
+		}
+	}
+	ann, err := structpb.NewStruct(map[string]any{"buildkit_subject": was})
+	if err != nil {
+		return nil, err
+	}
+	st.Subject = []*intoto.ResourceDescriptor{{Name: repo, Digest: map[string]string{digest.Algorithm: digest.Hex}, Annotations: ann}}
+	return protojson.Marshal(&st)
+}
+
 // Attach pushes the statement as an artifact referring to subject and returns the
 // artifact's digest.
 func Attach(ctx context.Context, subject name.Digest, stmt []byte, predicateType string, opts ...remote.Option) (v1.Hash, error) {

@@ -114,3 +114,17 @@ func TestSBOMNeedsAnObject(t *testing.T) {
 	_, err = SBOM("r", h, []byte(`[1,2]`))
 	assert.ErrorContains(t, err, "SPDX document")
 }
+
+func TestFromBuildKitWantsSLSAProvenance(t *testing.T) {
+	h, err := v1.NewHash("sha256:" + strings.Repeat("b", 64))
+	require.NoError(t, err)
+	_, err = FromBuildKit([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"x","digest":{"sha256":"`+strings.Repeat("c", 64)+`"}}],"predicateType":"https://spdx.dev/Document","predicate":{}}`), "r", h)
+	assert.ErrorContains(t, err, "want "+PredicateSLSA)
+	_, err = FromBuildKit([]byte(`not json`), "r", h)
+	assert.ErrorContains(t, err, "BuildKit's provenance")
+	out, err := FromBuildKit([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"x","digest":{"sha256":"`+strings.Repeat("c", 64)+`"}}],"predicateType":"`+PredicateSLSA+`","predicate":{"buildDefinition":{"buildType":"bk"}}}`), "reg/repo", h)
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `"digest":{"sha256":"`+strings.Repeat("b", 64)+`"}`)
+	assert.Contains(t, string(out), `"buildkit_subject":["x@sha256:`+strings.Repeat("c", 64)+`"]`)
+	assert.Contains(t, string(out), `"buildType":"bk"`, "the predicate is BuildKit's, untouched")
+}

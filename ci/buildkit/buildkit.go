@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/attest"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
@@ -94,6 +96,11 @@ type Options struct {
 	// every image; each image gets its own ref, directory or scope
 	// (CacheFor).
 	CacheTo, CacheFrom []client.CacheOptionsEntry
+	// Provenance, when set (e.g. "mode=max"), has BuildKit write its own SLSA
+	// provenance of each image (attest:provenance) to OutDir/<name>.provenance.json.
+	// It comes from a separate OCI export: a docker-archive with attestations has
+	// no manifest.json, and Docker 20.10 could not load it.
+	Provenance string
 }
 
 // Result describes one exported image.
@@ -114,6 +121,10 @@ type Result struct {
 	// Reused: the image had the config digest of the previous build and its
 	// tarball was kept, not exported again.
 	Reused bool `json:"reused,omitempty"`
+	// Provenance is BuildKit's SLSA provenance statement (Options.Provenance).
+	// Its subject is BuildKit's OCI manifest of the image; `kgci publish` points
+	// it at the digest it pushes (attest.FromBuildKit).
+	Provenance string `json:"provenance,omitempty"`
 }
 
 // TagFor is the local tag for img with tag.
@@ -297,6 +308,11 @@ func unchanged(p prepared, opt Options) (Result, bool) {
 	if err != nil || st.Size() != prev.TarballBytes {
 		return Result{}, false
 	}
+	if opt.Provenance != "" {
+		if _, err := os.Stat(prev.Provenance); prev.Provenance == "" || err != nil {
+			return Result{}, false
+		}
+	}
 	return prev, true
 }
 
@@ -393,6 +409,15 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		}
 		// Changed: the export below finds every step solved already.
 	}
+	var provenance string
+	if opt.Provenance != "" {
+		// First, so that the export below, which closes status, finds every step solved.
+		var err error
+		if provenance, err = exportProvenance(ctx, c, solveOpt, build, opt.Provenance, p, status); err != nil {
+			close(status)
+			return Result{}, err
+		}
+	}
 	resp, err := c.Build(ctx, solveOpt, "kgci", build, status)
 	if err != nil {
 		os.Remove(p.tarball + ".partial")
@@ -427,7 +452,45 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		GraphDigest:  graphDigest,
 		Duration:     d,
 		Seconds:      d.Round(10 * time.Millisecond).Seconds(),
+		Provenance:   provenance,
 	}, nil
+}
+
+// exportProvenance solves p again (every step is cached by then) with BuildKit's
+// provenance attestation and an OCI export to a temporary file, and keeps the
+// statement. It shares the build's status channel without closing it.
+func exportProvenance(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, mode string, p prepared, status chan *client.SolveStatus) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(p.tarball), ".provenance-*.oci.tar")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterOCI, Attrs: map[string]string{"name": p.tag}, Output: fileOutput(tmp.Name())}}
+	solveOpt.FrontendAttrs = maps.Clone(solveOpt.FrontendAttrs)
+	solveOpt.FrontendAttrs["attest:provenance"] = mode
+	ch := make(chan *client.SolveStatus)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for s := range ch {
+			status <- s
+		}
+	}()
+	_, err = c.Build(ctx, solveOpt, "kgci", build, ch)
+	<-done
+	if err != nil {
+		return "", fmt.Errorf("%s: BuildKit provenance (attest:provenance=%s): %w", p.img.Name, mode, err)
+	}
+	stmt, err := ociAttestation(tmp.Name(), "https://slsa.dev/provenance/")
+	if err != nil {
+		return "", fmt.Errorf("%s: BuildKit provenance: %w", p.img.Name, err)
+	}
+	out := strings.TrimSuffix(p.tarball, ".tar") + attest.BuildKitSuffix
+	if err := os.WriteFile(out, stmt, 0o644); err != nil {
+		return "", err
+	}
+	return out, nil
 }
 
 func gatewayCache(entries []client.CacheOptionsEntry) []gateway.CacheOptionsEntry {

@@ -97,6 +97,8 @@ type Pushed struct {
 
 // Attestation is one statement attached to a pushed image.
 type Attestation struct {
+	// Kind is buildkit-provenance, kgci-provenance or sbom.
+	Kind          string `json:"kind"`
 	PredicateType string `json:"predicate_type"`
 	Digest        string `json:"digest"` // of the referrer artifact
 }
@@ -107,6 +109,9 @@ type Attest struct {
 	// SBOMDir holds <name>.spdx.json (test-e2e's results/sbom); an image without one
 	// gets no SBOM statement.
 	SBOMDir string
+	// ImagesDir holds the tarballs and, from kgci build --provenance, BuildKit's own
+	// provenance (<name>.provenance.json), attached beside kgci's.
+	ImagesDir string
 }
 
 // TagRef is one tag of a pushed image.
@@ -344,21 +349,32 @@ func attach(ctx context.Context, p Pushed, imgName string, a *Attest, nameOpts [
 	if err != nil {
 		return nil, err
 	}
-	statements := map[string][]byte{attest.PredicateSLSA: prov}
-	if a.SBOMDir != "" {
-		spdx, err := os.ReadFile(filepath.Join(a.SBOMDir, imgName+".spdx.json"))
+	statements := map[string][]byte{kindKgci: prov}
+	if a.ImagesDir != "" {
+		bk, err := os.ReadFile(filepath.Join(a.ImagesDir, imgName+attest.BuildKitSuffix))
 		switch {
 		case err == nil:
-			if statements[attest.PredicateSPDX], err = attest.SBOM(p.Repository, h, spdx); err != nil {
+			if statements[kindBuildKit], err = attest.FromBuildKit(bk, p.Repository, h); err != nil {
 				return nil, fmt.Errorf("%s: %w", imgName, err)
 			}
 		case !os.IsNotExist(err):
 			return nil, err
 		}
 	}
-	for _, pt := range []string{attest.PredicateSLSA, attest.PredicateSPDX} {
-		if st, ok := statements[pt]; ok {
-			if _, err := attest.Attach(ctx, d, st, pt, remoteOpts...); err != nil {
+	if a.SBOMDir != "" {
+		spdx, err := os.ReadFile(filepath.Join(a.SBOMDir, imgName+".spdx.json"))
+		switch {
+		case err == nil:
+			if statements[kindSBOM], err = attest.SBOM(p.Repository, h, spdx); err != nil {
+				return nil, fmt.Errorf("%s: %w", imgName, err)
+			}
+		case !os.IsNotExist(err):
+			return nil, err
+		}
+	}
+	for _, k := range attestationKinds {
+		if st, ok := statements[k.name]; ok {
+			if _, err := attest.Attach(ctx, d, st, k.predicate, remoteOpts...); err != nil {
 				return nil, err
 			}
 		}
@@ -368,22 +384,36 @@ func attach(ctx context.Context, p Pushed, imgName string, a *Attest, nameOpts [
 		return nil, err
 	}
 	var out []Attestation
-	for _, pt := range []string{attest.PredicateSLSA, attest.PredicateSPDX} {
-		if _, ok := statements[pt]; !ok {
+	for _, k := range attestationKinds {
+		st, ok := statements[k.name]
+		if !ok {
 			continue
 		}
 		var got *attest.Found
 		for i := range found {
-			if found[i].PredicateType == pt && bytes.Equal(found[i].Statement, statements[pt]) {
+			if found[i].PredicateType == k.predicate && bytes.Equal(found[i].Statement, st) {
 				got = &found[i]
 			}
 		}
 		if got == nil {
-			return nil, fmt.Errorf("%s: the %s statement attached to %s is not among its referrers", imgName, pt, p.Digest)
+			return nil, fmt.Errorf("%s: the %s statement attached to %s is not among its referrers", imgName, k.label, p.Digest)
 		}
-		out = append(out, Attestation{PredicateType: pt, Digest: got.Digest.String()})
+		out = append(out, Attestation{Kind: k.name, PredicateType: k.predicate, Digest: got.Digest.String()})
 	}
 	return out, nil
+}
+
+// The statements attached to a pushed image, in this order.
+const (
+	kindBuildKit = "buildkit-provenance" // BuildKit's own (kgci build --provenance)
+	kindKgci     = "kgci-provenance"     // kgci's, from what it knows at publish time
+	kindSBOM     = "sbom"
+)
+
+var attestationKinds = []struct{ name, predicate, label string }{
+	{kindBuildKit, attest.PredicateSLSA, "SLSA provenance v1 (BuildKit)"},
+	{kindKgci, attest.PredicateSLSA, "SLSA provenance v1 (kgci)"},
+	{kindSBOM, attest.PredicateSPDX, "SBOM (SPDX)"},
 }
 
 func pushOne(img v1.Image, imgName, repo string, tags []string, nameOpts []name.Option, remoteOpts []remote.Option) (Pushed, error) {
@@ -494,14 +524,13 @@ func AttestationsLine(a []Attestation) string {
 	}
 	var parts []string
 	for _, x := range a {
-		kind := x.PredicateType
-		switch kind {
-		case attest.PredicateSLSA:
-			kind = "SLSA provenance v1"
-		case attest.PredicateSPDX:
-			kind = "SBOM (SPDX)"
+		label := x.PredicateType
+		for _, k := range attestationKinds {
+			if k.name == x.Kind {
+				label = k.label
+			}
 		}
-		parts = append(parts, fmt.Sprintf("%s `%s`", kind, short(x.Digest)))
+		parts = append(parts, fmt.Sprintf("%s `%s`", label, short(x.Digest)))
 	}
 	return strings.Join(parts, ", ") + " (OCI referrers)"
 }

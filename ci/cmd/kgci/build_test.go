@@ -13,9 +13,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kidney-genetics/kidney-genetics-db/ci/attest"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/budget"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/buildkit"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/llbgraph"
+	"github.com/kidney-genetics/kidney-genetics-db/ci/publish"
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
@@ -167,4 +169,48 @@ func TestRebuildKeepsAnUnchangedImage(t *testing.T) {
 	st, err = os.Stat(im.Tarball)
 	require.NoError(t, err)
 	assert.False(t, st.ModTime().Equal(old), "the changed image's tarball was not written")
+}
+
+// --provenance keeps BuildKit's own SLSA provenance beside the tarball, while the
+// tarball stays a docker-archive Docker 20.10 loads (manifest.json, one image), and
+// an unchanged rebuild keeps both.
+func TestBuildKeepsBuildKitsProvenance(t *testing.T) {
+	ctx, root := needBuilder(t, "frontend")
+	dir := t.TempDir()
+	build := func() buildReport {
+		var out bytes.Buffer
+		require.NoError(t, runBuild(ctx, []string{
+			"--profile", "offline", "--images", "frontend", "--repo", root, "--budgets", "none",
+			"--out", filepath.Join(dir, "images"), "--progress", "quiet", "--tag", "kgci-provenance-test",
+			"--revision", "2222222222222222222222222222222222222222", "--created", "2026-01-02T03:04:05Z",
+			"--provenance", "mode=max",
+		}, &out, os.Stderr), out.String())
+		return readBuildReport(t, filepath.Join(dir, "build.json"))
+	}
+	im := build().Images[0]
+	require.Equal(t, filepath.Join(dir, "images", "frontend"+attest.BuildKitSuffix), im.Provenance)
+	b, err := os.ReadFile(im.Provenance)
+	require.NoError(t, err)
+	var st struct {
+		Type          string `json:"_type"`
+		PredicateType string `json:"predicateType"`
+		Predicate     struct {
+			BuildDefinition struct {
+				BuildType string `json:"buildType"`
+			} `json:"buildDefinition"`
+		} `json:"predicate"`
+	}
+	require.NoError(t, json.Unmarshal(b, &st))
+	assert.Equal(t, "https://in-toto.io/Statement/v1", st.Type)
+	assert.Equal(t, attest.PredicateSLSA, st.PredicateType)
+	assert.Contains(t, st.Predicate.BuildDefinition.BuildType, "moby/buildkit")
+
+	tb, err := publish.DescribeTarball(im.Tarball)
+	require.NoError(t, err, "the tarball is still one image with manifest.json")
+	assert.Equal(t, im.ConfigDigest, tb.ConfigDigest)
+
+	again := build().Images[0]
+	assert.True(t, again.Reused)
+	assert.Equal(t, im.Provenance, again.Provenance)
+	assert.FileExists(t, again.Provenance)
 }

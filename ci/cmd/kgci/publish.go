@@ -98,7 +98,7 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	}
 	var att *publish.Attest
 	if !*noAttest {
-		att = &publish.Attest{Build: attest.Build{Revision: rev, Version: *version, Builder: *builder, Finished: time.Now()}}
+		att = &publish.Attest{Build: attest.Build{Revision: rev, Version: *version, Builder: *builder, Finished: time.Now()}, ImagesDir: *images}
 		if att.Build.Builder == "" && getenv("GITHUB_RUN_ID") != "" {
 			att.Build.Builder = getenv("GITHUB_SERVER_URL") + "/" + getenv("GITHUB_REPOSITORY") + "/actions/runs/" + getenv("GITHUB_RUN_ID")
 		}

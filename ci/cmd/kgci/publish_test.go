@@ -205,7 +205,12 @@ func TestPublishAttachesProvenanceAndSBOM(t *testing.T) {
 	}
 	_, err := report.Write(results, run, nil)
 	require.NoError(t, err)
-	// Only the backend has an SBOM document: the frontend gets provenance alone.
+	// The backend has BuildKit's own provenance (kgci build --provenance) and an SBOM;
+	// the frontend gets kgci's provenance alone.
+	const bkSubject = "sha256:4f3367e0c9713a9b2d0c9e31fce40ef3b99635c487b353579e245e570d1e9916"
+	require.NoError(t, os.WriteFile(filepath.Join(images, "backend"+attest.BuildKitSuffix), []byte(`{"_type":"https://in-toto.io/Statement/v1",`+
+		`"subject":[{"name":"pkg:docker/kidney_genetics_backend@latest","digest":{"sha256":"`+strings.TrimPrefix(bkSubject, "sha256:")+`"}}],`+
+		`"predicateType":"https://slsa.dev/provenance/v1","predicate":{"buildDefinition":{"buildType":"https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md"}}}`), 0o644))
 	require.NoError(t, os.MkdirAll(filepath.Join(results, checks.SBOMDir), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(results, checks.SBOMDir, "backend.spdx.json"), []byte(`{"spdxVersion":"SPDX-2.3","name":"backend"}`), 0o644))
 
@@ -218,11 +223,11 @@ func TestPublishAttachesProvenanceAndSBOM(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(results, "publish.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &res))
-	want := map[string][]string{"backend": {attest.PredicateSLSA, attest.PredicateSPDX}, "frontend": {attest.PredicateSLSA}}
+	want := map[string][]string{"backend": {"buildkit-provenance", "kgci-provenance", "sbom"}, "frontend": {"kgci-provenance"}}
 	for _, p := range res.Images {
 		var got []string
 		for _, a := range p.Attestations {
-			got = append(got, a.PredicateType)
+			got = append(got, a.Kind)
 		}
 		assert.Equal(t, want[p.Name], got, p.Name)
 		d, err := name.NewDigest(p.Pinned, name.Insecure)
@@ -231,6 +236,11 @@ func TestPublishAttachesProvenanceAndSBOM(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, found, len(want[p.Name]), p.Name)
 		for _, f := range found {
+			if strings.Contains(string(f.Statement), "moby/buildkit") {
+				assert.Contains(t, string(f.Statement), `"buildkit_subject":["pkg:docker/kidney_genetics_backend@latest@`+bkSubject+`"]`, "BuildKit's subject kept as an annotation")
+				assert.Contains(t, string(f.Statement), strings.TrimPrefix(p.Digest, "sha256:"), "pointed at the pushed digest")
+				continue
+			}
 			if f.PredicateType == attest.PredicateSLSA {
 				assert.Contains(t, string(f.Statement), `"invocationId":"r42"`)
 				assert.Contains(t, string(f.Statement), `"gitCommit":"`+rev+`"`)
@@ -240,7 +250,7 @@ func TestPublishAttachesProvenanceAndSBOM(t *testing.T) {
 	}
 	md, err := os.ReadFile(filepath.Join(results, report.MarkdownFile))
 	require.NoError(t, err)
-	assert.Regexp(t, "\\| backend \\| 7 packages \\| SLSA provenance v1 `sha256:[0-9a-f]{12}`, SBOM \\(SPDX\\) `sha256:[0-9a-f]{12}` \\(OCI referrers\\) \\| not scanned \\| not signed", string(md))
+	assert.Regexp(t, "\\| backend \\| 7 packages \\| SLSA provenance v1 \\(BuildKit\\) `sha256:[0-9a-f]{12}`, SLSA provenance v1 \\(kgci\\) `sha256:[0-9a-f]{12}`, SBOM \\(SPDX\\) `sha256:[0-9a-f]{12}` \\(OCI referrers\\) \\| not scanned \\| not signed", string(md))
 	assert.NotContains(t, string(md), "at publish")
 	pmd, err := os.ReadFile(filepath.Join(results, "publish.md"))
 	require.NoError(t, err)
