@@ -136,6 +136,9 @@ type Env struct {
 	VulnDB     string
 	VulnIgnore string
 	VulnFailOn string
+	// RunCtx is the whole run's context: work shared between checks (the SBOMs)
+	// outlives any one check, but not the run.
+	RunCtx context.Context
 }
 
 // HTTP is the client every check uses; it refuses any address the run does not own.
@@ -173,7 +176,11 @@ func (e *Env) Prefetch(list []Check) {
 			go e.imageLoad(svc)
 		}
 		if sboms {
-			go e.sbomOf(svc)
+			e.sboms.wg.Add(1)
+			go func() {
+				defer e.sboms.wg.Done()
+				e.sbomOf(svc)
+			}()
 		}
 	}
 }

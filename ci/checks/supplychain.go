@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
@@ -40,6 +41,7 @@ type SupplyChain struct {
 }
 
 type sbomCache struct {
+	wg sync.WaitGroup // prefetches in flight
 	mu sync.Mutex
 	m  map[string]*sbomLoad
 	// info is filled by the checks as they run.
@@ -84,6 +86,10 @@ func runTool(ctx context.Context, out any, args ...string) error {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, tool, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// On cancellation (Ctrl-C, the run's timeout) ask first: the tool removes the
+	// image it unpacked under /tmp when it stops on SIGTERM.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
@@ -96,6 +102,10 @@ func runTool(ctx context.Context, out any, args ...string) error {
 	}
 	return nil
 }
+
+// WaitBackground waits for the work Prefetch started: the SBOM tool it runs must not
+// outlive the run, which cancels it through RunCtx when interrupted.
+func (e *Env) WaitBackground() { e.sboms.wg.Wait() }
 
 // SupplyChain returns what the supply-chain checks recorded, by service.
 func (e *Env) SupplyChain() map[string]SupplyChain {
@@ -136,8 +146,13 @@ func (e *Env) sbomOf(svc string) *sbomLoad {
 	e.sboms.mu.Unlock()
 	l.once.Do(func() {
 		t0 := time.Now()
-		// Not the calling check's context: another check may be waiting for this result.
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		// Not the calling check's context: another check may be waiting for this
+		// result. The run's own context still ends it (Ctrl-C).
+		parent := e.RunCtx
+		if parent == nil {
+			parent = context.Background()
+		}
+		ctx, cancel := context.WithTimeout(parent, 3*time.Minute)
 		defer cancel()
 		defer func() { l.took = time.Since(t0) }()
 		ref := e.image(svc)

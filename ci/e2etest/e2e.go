@@ -263,7 +263,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	env := &checks.Env{
 		Runtime: "docker", ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
 		Images: refs, DockerCLI: c.Docker,
-		VulnDB: c.VulnDB, VulnIgnore: c.VulnIgnore, VulnFailOn: c.VulnFailOn,
+		VulnDB: c.VulnDB, VulnIgnore: c.VulnIgnore, VulnFailOn: c.VulnFailOn, RunCtx: ctx,
 	}
 	env.Tarballs = map[string]string{}
 	for _, im := range tested {
@@ -272,6 +272,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		}
 	}
 	env.Prefetch(list)
+	defer env.WaitBackground()
 
 	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0, Images: tested}}
 	fmt.Fprintf(c.Out, "run %s: starting postgres -> backend -> frontend (resources kgci-%s-*)\n", c.RunID, c.RunID)

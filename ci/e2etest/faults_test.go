@@ -575,7 +575,8 @@ func TestInterruptCleansUp(t *testing.T) {
 	bin := kgciBinary(t, e)
 	for _, when := range []string{"postgres  healthy", "frontend  healthy"} {
 		t.Run(strings.Fields(when)[0], func(t *testing.T) {
-			cmd := exec.Command(bin, "test-e2e", "--profile", string(e.profile), "--tag", e.tag, "--results", t.TempDir(), "--budgets", "none")
+			results := t.TempDir()
+			cmd := exec.Command(bin, "test-e2e", "--profile", string(e.profile), "--tag", e.tag, "--results", results, "--budgets", "none")
 			cmd.Dir = e.root
 			cmd.Env = os.Environ()
 			if e.d.Host != "" {
@@ -614,8 +615,28 @@ func TestInterruptCleansUp(t *testing.T) {
 			assert.Equal(t, 1, ee.ExitCode())
 			assert.Contains(t, stderr.String(), "interrupted")
 			e.assertClean(t, runID)
+			// The SBOM tool it started (its arguments name the results directory) ended
+			// before it did. (Here the teardown usually outlasts the tool anyway; what
+			// guarantees it is test-e2e cancelling the tool and waiting for it.)
+			assert.Empty(t, processesMentioning(results), "processes left behind")
 		})
 	}
+}
+
+// processesMentioning lists the command lines of running processes that contain s.
+func processesMentioning(s string) []string {
+	var out []string
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if cl := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cl, s) {
+			out = append(out, d.Name()+": "+cl)
+		}
+	}
+	return out
 }
 
 // TestKeepOnFailure leaves a failed run's containers for inspection, as asked, and only then.
