@@ -316,12 +316,10 @@ func unchanged(p prepared, opt Options) (Result, bool) {
 	return prev, true
 }
 
-// probe solves p with the image exporter and no name: the image is
-// assembled inside the daemon (its layers compressed once and cached there)
-// and nothing is sent to us but its digests. It shares the build's status
-// channel without closing it.
-func probe(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (string, error) {
-	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterImage, Attrs: map[string]string{}}}
+// solveSharingStatus runs one more solve into the build's status channel without
+// closing it (c.Build closes the channel it is given): only the build's last solve
+// may close it.
+func solveSharingStatus(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (*client.SolveResponse, error) {
 	ch := make(chan *client.SolveStatus)
 	done := make(chan struct{})
 	go func() {
@@ -332,6 +330,16 @@ func probe(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, buil
 	}()
 	resp, err := c.Build(ctx, solveOpt, "kgci", build, ch)
 	<-done
+	return resp, err
+}
+
+// probe solves p with the image exporter and no name: the image is
+// assembled inside the daemon (its layers compressed once and cached there)
+// and nothing is sent to us but its digests. It shares the build's status
+// channel without closing it.
+func probe(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (string, error) {
+	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterImage, Attrs: map[string]string{}}}
+	resp, err := solveSharingStatus(ctx, c, solveOpt, build, status)
 	if err != nil {
 		return "", err
 	}
@@ -469,16 +477,7 @@ func exportProvenance(ctx context.Context, c *client.Client, solveOpt client.Sol
 	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterOCI, Attrs: map[string]string{"name": p.tag}, Output: fileOutput(tmp.Name())}}
 	solveOpt.FrontendAttrs = maps.Clone(solveOpt.FrontendAttrs)
 	solveOpt.FrontendAttrs["attest:provenance"] = mode
-	ch := make(chan *client.SolveStatus)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for s := range ch {
-			status <- s
-		}
-	}()
-	_, err = c.Build(ctx, solveOpt, "kgci", build, ch)
-	<-done
+	_, err = solveSharingStatus(ctx, c, solveOpt, build, status)
 	if err != nil {
 		return "", fmt.Errorf("%s: BuildKit provenance (attest:provenance=%s): %w", p.img.Name, mode, err)
 	}

@@ -227,6 +227,15 @@ func BuildToolFindings(ix *imageinspect.Image, svc string) []string {
 	return f
 }
 
+// firstOf keeps the first n items of a list for a message, saying how many more
+// there are (the details keep the whole list).
+func firstOf(items []string, n int) []string {
+	if len(items) <= n {
+		return items
+	}
+	return append(items[:n:n], fmt.Sprintf("... and %d more", len(items)-n))
+}
+
 func imageCheck(name string, find func(*imageinspect.Image, string) []string, what, fix string) Check {
 	return Check{
 		Name:       name,
@@ -253,11 +262,7 @@ func imageCheck(name string, find func(*imageinspect.Image, string) []string, wh
 				}
 			}
 			if len(bad) > 0 {
-				shown := bad
-				if len(shown) > 8 {
-					shown = append(shown[:8:8], fmt.Sprintf("... and %d more", len(bad)-8))
-				}
-				return failf("%s: %s. %s", what, strings.Join(shown, "; "), fix).with(strings.Join(bad, "\n"))
+				return failf("%s: %s. %s", what, strings.Join(firstOf(bad, 8), "; "), fix).with(strings.Join(bad, "\n"))
 			}
 			return passf("none found (%s)", strings.Join(notes, "; "))
 		},

@@ -300,13 +300,9 @@ var supplyChainVulnerabilities = Check{
 		}
 		out := Outcome{Files: []string{VulnFile}}
 		if len(blocking) > 0 {
-			shown := blocking
-			if len(shown) > 8 {
-				shown = append(shown[:8:8], fmt.Sprintf("... and %d more", len(blocking)-8))
-			}
 			out.Status = Fail
 			out.Message = fmt.Sprintf("known vulnerabilities at or above %s: %s. Upgrade the package (base image, pyproject.toml, package-lock.json), or accept the risk in %s with a reason and an expiry date.%s (%s; all findings in %s)",
-				res.FailOn, strings.Join(shown, "; "), orNone(e.VulnIgnore), expNote, dbNote, VulnFile)
+				res.FailOn, strings.Join(firstOf(blocking, 8), "; "), orNone(e.VulnIgnore), expNote, dbNote, VulnFile)
 			out.Details = strings.Join(blocking, "\n")
 			return out
 		}
