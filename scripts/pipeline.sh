@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/phase.sh
 . scripts/lib/engines.sh
+. scripts/lib/goflags.sh
 
 profile=offline
 results=results

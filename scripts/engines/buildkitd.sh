@@ -2,14 +2,18 @@
 # Usage: scripts/engines/buildkitd.sh start|stop|status|build
 #
 # Runs a native buildkitd (OCI worker on runc, host network) for the offline CI
-# profile. buildkitd/buildctl are compiled from the Go module proxy through the
-# separate tools module ci/tools (a plain `go install ...@v0.34.2` is refused
+# profile. buildkitd/buildctl are compiled from the Go module proxy as `tool`s
+# of the ci/supplychain module (a plain `go install ...@v0.34.2` is refused
 # because buildkit's go.mod has exclude directives) and cached per version.
+# They share that module's build list with syft and grype, and CI's Go
+# settings (scripts/lib/goflags.sh), so that a fresh machine compiles grpc,
+# containerd, otel, the AWS SDK and the standard library once for both.
 # `start` leaves the daemon running on purpose; it is only killed by the trap
 # if start itself fails.
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/goflags.sh"
 
 BUILDKIT_VERSION=v0.34.2
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -27,15 +31,15 @@ ensure_binaries() {
     return 0
   fi
   require_cmd go "golang (or the Go toolchain from go.dev)"
-  grep -q "github.com/moby/buildkit $BUILDKIT_VERSION" "$REPO_ROOT/ci/tools/go.mod" ||
-    die "ci/tools/go.mod does not pin github.com/moby/buildkit $BUILDKIT_VERSION; keep BUILDKIT_VERSION in $0 and ci/tools/go.mod in step"
+  grep -q "github.com/moby/buildkit $BUILDKIT_VERSION" "$REPO_ROOT/ci/supplychain/go.mod" ||
+    die "ci/supplychain/go.mod does not pin github.com/moby/buildkit $BUILDKIT_VERSION; keep BUILDKIT_VERSION in $0 and that go.mod in step"
   local t0=$SECONDS
   mkdir -p "$KGCI_CACHE/bin"
   BUILD_TMP="$(mktemp -d "$KGCI_CACHE/bin/.buildkit-build.XXXXXX")"
   trap 'rm -rf "$BUILD_TMP"' EXIT
   log "building buildkitd + buildctl $BUILDKIT_VERSION from the Go module proxy (1.5-5 min on 2 cores)..."
-  (cd "$REPO_ROOT/ci/tools" &&
-    go build -trimpath -ldflags "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" -o "$BUILD_TMP/" github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl) ||
+  (cd "$REPO_ROOT/ci/supplychain" &&
+    go build -ldflags "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" -o "$BUILD_TMP/" github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl) ||
     die "go build of buildkit $BUILDKIT_VERSION failed (is the Go module proxy reachable? see the output above)"
   chmod 755 "$BUILD_TMP"
   rm -rf "$BIN_DIR"
