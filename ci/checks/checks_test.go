@@ -132,6 +132,27 @@ func TestOtherUsers(t *testing.T) {
 	assert.Empty(t, bad)
 }
 
+// TestOffendersNoNewPrivs: the capabilities check's use of the same rule. runc's init of a
+// concurrent exec has no no_new_privs until just before it execs; a process that keeps 0
+// is reported.
+func TestOffendersNoNewPrivs(t *testing.T) {
+	p := func(pid int, name string, nnp int) ProcStatus {
+		return ProcStatus{Pid: pid, Name: name, NoNewPrivs: nnp}
+	}
+	noNNP := func(q ProcStatus) bool { return q.NoNewPrivs != 1 }
+	ps := []ProcStatus{p(1, "python", 1), p(33, "runc:[2:INIT]", 0)}
+	bad, err := offenders(ps, noNNP, func() ([]ProcStatus, error) { return []ProcStatus{p(1, "python", 1), p(33, "curl", 1)}, nil })
+	require.NoError(t, err)
+	assert.Empty(t, bad, "the exec's init became curl with no_new_privs")
+
+	bad, err = offenders([]ProcStatus{p(1, "python", 1), p(12, "sh", 0)}, noNNP, func() ([]ProcStatus, error) {
+		t.Fatal("a shell without no_new_privs is no exec init: no need to look again")
+		return nil, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []ProcStatus{p(12, "sh", 0)}, bad)
+}
+
 // TestSelect: a name picks that check, a group (the part before the dot) all of its checks;
 // the result keeps the list's order, holds each check once, and an unknown name is an error
 // that lists the known ones.

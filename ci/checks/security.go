@@ -112,18 +112,18 @@ func pid1(ps []ProcStatus) (ProcStatus, bool) {
 	return ProcStatus{}, false
 }
 
-// otherUsers returns the processes of ps not running as uid (real, effective, saved and
-// filesystem). A `docker exec` (a health check, another check) is runc's init, as root,
-// for the moment before it takes the exec's user: when every such process is one of
-// those, resample looks again, and only the ones still there, same PID and name, count.
-func otherUsers(ps []ProcStatus, uid int, resample func() ([]ProcStatus, error)) ([]ProcStatus, error) {
-	var bad []ProcStatus
+// offenders returns the processes of ps for which bad holds. A `docker exec` (a health
+// check, another check) is runc's init for the moment before it becomes the exec'd program:
+// root, and without no_new_privs until runc sets it. When every offender is one of those,
+// resample looks again, and only the ones still there, same PID and name, still bad, count.
+func offenders(ps []ProcStatus, bad func(ProcStatus) bool, resample func() ([]ProcStatus, error)) ([]ProcStatus, error) {
+	var out []ProcStatus
 	for _, p := range ps {
-		if p.Uid != [4]int{uid, uid, uid, uid} {
-			bad = append(bad, p)
+		if bad(p) {
+			out = append(out, p)
 		}
 	}
-	for try := 0; try < 5 && len(bad) > 0 && allExecInit(bad); try++ {
+	for try := 0; try < 5 && len(out) > 0 && allExecInit(out); try++ {
 		again, err := resample()
 		if err != nil {
 			return nil, err
@@ -133,14 +133,32 @@ func otherUsers(ps []ProcStatus, uid int, resample func() ([]ProcStatus, error))
 			now[p.Pid] = p
 		}
 		var still []ProcStatus
-		for _, p := range bad {
-			if q, ok := now[p.Pid]; ok && q.Name == p.Name && q.Uid != [4]int{uid, uid, uid, uid} {
+		for _, p := range out {
+			if q, ok := now[p.Pid]; ok && q.Name == p.Name && bad(q) {
 				still = append(still, q)
 			}
 		}
-		bad = still
+		out = still
 	}
-	return bad, nil
+	return out, nil
+}
+
+// otherUsers returns the processes of ps not running as uid (real, effective, saved and
+// filesystem), not counting a concurrent exec's init (offenders).
+func otherUsers(ps []ProcStatus, uid int, resample func() ([]ProcStatus, error)) ([]ProcStatus, error) {
+	return offenders(ps, func(p ProcStatus) bool { return p.Uid != [4]int{uid, uid, uid, uid} }, resample)
+}
+
+// resampler reads the container's processes again after a short pause (offenders).
+func resampler(ctx context.Context, e *Env, container string) func() ([]ProcStatus, error) {
+	return func() ([]ProcStatus, error) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		return procStatuses(ctx, e, container)
+	}
 }
 
 func allExecInit(ps []ProcStatus) bool {
@@ -185,14 +203,7 @@ var securityUsers = Check{
 			if p1.Uid != [4]int{t.uid, t.uid, t.uid, t.uid} {
 				return failf("%s: PID 1 (%s) runs with Uid %v in /proc/1/status, want %d for real, effective, saved and filesystem uid", t.svc, p1.Name, p1.Uid, t.uid)
 			}
-			bad, err := otherUsers(ps, t.uid, func() ([]ProcStatus, error) {
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-time.After(200 * time.Millisecond):
-				}
-				return procStatuses(ctx, e, name)
-			})
+			bad, err := otherUsers(ps, t.uid, resampler(ctx, e, name))
 			if err != nil {
 				return failf("%v", err)
 			}
@@ -258,10 +269,13 @@ var securityCapabilities = Check{
 				if !hasNoNewPrivs(info.HostConfig.SecurityOpt) {
 					return failf("%s: %s says security_opt no-new-privileges:true, but the container has SecurityOpt %v", svc, c.Path, info.HostConfig.SecurityOpt)
 				}
-				for _, p := range ps {
-					if p.NoNewPrivs != 1 {
-						return failf("%s: process %d (%s) has NoNewPrivs %d, want 1 (no-new-privileges in %s)", svc, p.Pid, p.Name, p.NoNewPrivs, c.Path)
-					}
+				bad, err := offenders(ps, func(p ProcStatus) bool { return p.NoNewPrivs != 1 }, resampler(ctx, e, name))
+				if err != nil {
+					return failf("%v", err)
+				}
+				if len(bad) > 0 {
+					p := bad[0]
+					return failf("%s: process %d (%s) has NoNewPrivs %d, want 1 (no-new-privileges in %s)", svc, p.Pid, p.Name, p.NoNewPrivs, c.Path)
 				}
 				got = append(got, "NoNewPrivs 1")
 			}
