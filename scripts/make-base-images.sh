@@ -602,7 +602,7 @@ minbase_recipe() {
 require_host() {
   [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot and mounts); re-run with sudo"
   local c
-  command -v go >/dev/null 2>&1 || die "'go' not found: Go >= 1.25.5 (go.mod) is needed to build ci/cmd/baseimage (Debian's golang-go is too old; use the go.dev toolchain)"
+  command -v go >/dev/null 2>&1 || die "'go' not found: Go >= 1.26.0 (go.mod) is needed to build ci/cmd/baseimage (Debian's golang-go is too old; use the go.dev toolchain)"
   for c in debootstrap:debootstrap chroot:coreutils mount:mount findmnt:util-linux flock:util-linux python3:python3; do
     command -v "${c%%:*}" >/dev/null 2>&1 ||
       die "'${c%%:*}' not found; install with: apt-get install -y --no-install-recommends ${c##*:} (see scripts/deps/engines.apt)"
