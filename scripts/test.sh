@@ -38,19 +38,20 @@ phase "install Debian packages" bash scripts/install-deps.sh
 # builds at once on 2 cores finish no sooner, and compile what they share twice.
 prep_log=$(mktemp /tmp/kgci-prepare.XXXXXX.log)
 prepare() {
-  (cd ci/supplychain && go mod download) &
-  local dl=$! rc=0
+  local t0=$SECONDS dl rc=0
+  (cd ci/supplychain && go mod download && echo "supply-chain module downloaded in $((SECONDS - t0))s") &
+  dl=$!
   bash scripts/make-base-images.sh || rc=$?
   wait "$dl" || echo "prefetching the supply-chain module's dependencies failed; the go commands that need them will say why"
+  echo "background set-up finished $((SECONDS - t0))s after it started"
   return $rc
 }
 prepare >"$prep_log" 2>&1 &
 prep_pid=$!
-prep_start=$(date +%s)
 wait_prepare() {
   local rc=0
   wait "$prep_pid" || rc=$?
-  echo "background set-up (base images, module downloads) finished $(( $(date +%s) - prep_start ))s after it started, exit $rc; its log:"
+  echo "background set-up (base images, module downloads): exit $rc; its log:"
   sed 's/^/  | /' "$prep_log"
   rm -f "$prep_log"
   return $rc
