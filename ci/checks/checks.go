@@ -185,6 +185,20 @@ func (e *Env) Prefetch(list []Check) {
 	}
 }
 
+// imagesOnly: the check reads the images under test and nothing that runs.
+func (c Check) imagesOnly() bool { return c.usesImages || c.usesSBOMs }
+
+// ImagesOnly reports whether every check of list reads only the images (sizes, files,
+// SBOMs, vulnerabilities): test-e2e then starts no containers for them.
+func ImagesOnly(list []Check) bool {
+	for _, c := range list {
+		if !c.imagesOnly() {
+			return false
+		}
+	}
+	return len(list) > 0
+}
+
 // All returns every check, in report order.
 func All() []Check {
 	return []Check{
@@ -323,7 +337,7 @@ func runOne(ctx context.Context, c Check, e *Env) (r Result) {
 // precondition decides whether a check can run at all; when it cannot, the returned
 // outcome (skip) says why and where to look.
 func (e *Env) precondition(ctx context.Context, c Check) (Outcome, bool) {
-	if c.Docker && e.Stack == nil {
+	if c.Docker && e.Stack == nil && !(c.imagesOnly() && e.DockerCLI != nil) {
 		return skipf("needs the Docker runtime (kgci test-e2e); this is a URL-only run (kgci check)"), true
 	}
 	if e.Stack == nil {

@@ -153,6 +153,29 @@ func TestOffendersNoNewPrivs(t *testing.T) {
 	assert.Equal(t, []ProcStatus{p(12, "sh", 0)}, bad)
 }
 
+// TestImagesOnly: test-e2e starts no containers when every selected check reads only the
+// images; such a check runs without a stack when an engine is there, any other is skipped.
+func TestImagesOnly(t *testing.T) {
+	pick := func(names ...string) []Check {
+		l, err := Select(All(), names)
+		require.NoError(t, err)
+		return l
+	}
+	assert.True(t, ImagesOnly(pick("size", "supplychain", "security.no_secrets", "security.no_build_tools")))
+	assert.False(t, ImagesOnly(pick("supplychain", "health.backend_direct")), "a health check needs the stack")
+	assert.False(t, ImagesOnly(pick("policy.compose")), "policy.compose reads the stack's compose file")
+	assert.False(t, ImagesOnly(nil), "no checks selected means all of them")
+
+	e := &Env{DockerCLI: &dockerstack.Docker{}}
+	_, skip := e.precondition(context.Background(), sizeBudgets)
+	assert.False(t, skip, "size.budgets runs on the images without a stack")
+	o, skip := e.precondition(context.Background(), securityUsers)
+	assert.True(t, skip)
+	assert.Contains(t, o.Message, "needs the Docker runtime")
+	_, skip = (&Env{}).precondition(context.Background(), sizeBudgets)
+	assert.True(t, skip, "a URL-only run (kgci check) has no engine to read images from")
+}
+
 // TestSelect: a name picks that check, a group (the part before the dot) all of its checks;
 // the result keeps the list's order, holds each check once, and an unknown name is an error
 // that lists the known ones.

@@ -275,6 +275,12 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	defer env.WaitBackground()
 
 	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0, Images: tested}}
+	if checks.ImagesOnly(list) && c.BeforeChecks == nil {
+		// Sizes, files, SBOMs and vulnerabilities are read from the images: starting
+		// PostgreSQL and the services for them would only cost the run its time.
+		fmt.Fprintf(c.Out, "run %s: the selected checks read only the images; no containers started\n", c.RunID)
+		return res, finish(ctx, c, res, env, list, nil, nil, t0)
+	}
 	fmt.Fprintf(c.Out, "run %s: starting postgres -> backend -> frontend (resources kgci-%s-*)\n", c.RunID, c.RunID)
 	stack, upErr := dockerstack.Up(ctx, dockerstack.Options{
 		Docker: c.Docker, Compose: compose, RunID: c.RunID, Images: refs,
@@ -310,6 +316,12 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			return nil, fmt.Errorf("before checks: %w", err)
 		}
 	}
+	return res, finish(ctx, c, res, env, list, results, stack, t0)
+}
+
+// finish runs the checks and writes the reports; stack is nil when no containers were
+// started (checks.ImagesOnly).
+func finish(ctx context.Context, c Config, res *Result, env *checks.Env, list []checks.Check, results []checks.Result, stack *dockerstack.Stack, t0 time.Time) error {
 	var mu sync.Mutex
 	results = append(results, checks.Run(ctx, list, env, func(r checks.Result) {
 		mu.Lock()
@@ -329,7 +341,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 
 	failed := !res.Report.Passed() || ctx.Err() != nil
 	logs := map[string]string{}
-	if failed {
+	if failed && stack != nil {
 		files, err := stack.SaveLogs(filepath.Join(c.ResultsDir, "logs"))
 		if err != nil {
 			fmt.Fprintf(c.Out, "saving logs: %v\n", err)
@@ -352,14 +364,14 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	files, err := report.Write(c.ResultsDir, res.Report, func(svc string) string { return logs[svc] })
 	res.Files = append(res.Files, files...)
 	if err != nil {
-		return res, fmt.Errorf("writing reports: %w", err)
+		return fmt.Errorf("writing reports: %w", err)
 	}
 	if md, err := os.ReadFile(filepath.Join(c.ResultsDir, report.MarkdownFile)); err == nil {
 		if err := report.AppendStepSummary(md); err != nil {
 			fmt.Fprintf(c.Out, "GITHUB_STEP_SUMMARY: %v\n", err)
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // PrintResult prints one finished check on one line (plus evidence for failures).

@@ -58,6 +58,9 @@ func TestSBOMListsWhatTheImagesHold(t *testing.T) {
 	r, ok := res.Check("supplychain.sbom")
 	require.True(t, ok)
 	require.Equal(t, checks.Pass, r.Status, r.Message)
+	assert.Nil(t, res.Stack, "an SBOM is made from the images: no containers are started for it")
+	_, started := res.Check("startup.postgres")
+	assert.False(t, started, "no startup results without a stack")
 	dir := resultsDir(res)
 	refs := ImageRefs(e.profile, e.tag)
 
