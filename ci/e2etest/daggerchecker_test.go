@@ -3,6 +3,7 @@ package e2etest
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"os"
 	"os/exec"
@@ -199,8 +200,11 @@ func (c *checker) summary(t *testing.T) *report.Summary {
 }
 
 // The Dagger path's checks, run for real: every check passes on the pipeline's images
-// inside the checker's own Docker engine, with the same check list as kgci's run, the
-// tested digests recorded; then its publish step pushes exactly those digests.
+// inside the checker's own Docker engine (the size budgets, and the vulnerability gate
+// against a fixture database, included), with the same check list as kgci's run, the
+// tested digests recorded, and reports that agree; then its publish step pushes exactly
+// those digests. It is the one full-suite run of this package: the pipeline's own
+// test-e2e runs the suite on the host before these tests.
 func TestDaggerCheckerCommands(t *testing.T) {
 	e := setup(t)
 	require.Equal(t, spec.Offline, e.profile, "the checker test uses the offline bases")
@@ -234,6 +238,20 @@ func TestDaggerCheckerCommands(t *testing.T) {
 		want = append(want, ch.Name)
 	}
 	assert.ElementsMatch(t, want, got, "the checker runs every check and startup result")
+	// The other reports say the same, and a green run keeps no logs.
+	var junit struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+	}
+	b, err = os.ReadFile(filepath.Join(c.results, report.JUnitFile))
+	require.NoError(t, err)
+	require.NoError(t, xml.Unmarshal(b, &junit))
+	assert.Equal(t, len(got), junit.Tests)
+	assert.Zero(t, junit.Failures)
+	md, err := os.ReadFile(filepath.Join(c.results, report.MarkdownFile))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "## ✅")
+	assert.NoDirExists(t, filepath.Join(c.results, "logs"), "logs are saved only when something fails")
 	// The same list as our CI's own run of the pipeline, when it left one.
 	if ours, err := os.ReadFile(filepath.Join(e.root, "results", report.JSONFile)); err == nil {
 		var od struct {
@@ -279,7 +297,7 @@ func TestDaggerCheckerCommands(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &pub))
 	require.Len(t, pub.Images, 2)
-	md, err := os.ReadFile(filepath.Join(c.results, "publish.md"))
+	md, err = os.ReadFile(filepath.Join(c.results, "publish.md"))
 	require.NoError(t, err)
 	for _, p := range pub.Images {
 		assert.NotEmpty(t, p.TestedDigest, p.Name)
