@@ -211,13 +211,15 @@ func Build(ctx context.Context, c *client.Client, imgs []spec.Image, opt Options
 }
 
 type prepared struct {
-	img      spec.Image
-	in       llbgraph.Inputs
-	stores   map[string]content.Store
-	session  []session.Attachable
-	tag      string
-	tarball  string
-	ociTar   string
+	img     spec.Image
+	in      llbgraph.Inputs
+	stores  map[string]content.Store
+	session []session.Attachable
+	tag     string
+	tarball string
+	ociTar  string
+	// store holds the blobs of the image's last build (StoreDir).
+	store    string
 	localDir fsutil.FS
 }
 
@@ -273,6 +275,7 @@ func prepare(img spec.Image, opt Options) (prepared, error) {
 	}
 	p.localDir = fs
 	p.tarball = filepath.Join(opt.OutDir, img.Name+".tar")
+	p.store = StoreDir(opt.OutDir, img.Name)
 	if opt.OCI {
 		p.ociTar = filepath.Join(opt.OutDir, img.Name+".oci.tar")
 	}
@@ -316,9 +319,9 @@ func unchanged(p prepared, opt Options) (Result, bool) {
 	return prev, true
 }
 
-// solveSharingStatus runs one more solve into the build's status channel without
-// closing it (c.Build closes the channel it is given): only the build's last solve
-// may close it.
+// solveSharingStatus runs one solve into the build's status channel without
+// closing it (c.Build closes the channel it is given): buildOne closes it
+// once, after its last solve.
 func solveSharingStatus(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (*client.SolveResponse, error) {
 	ch := make(chan *client.SolveStatus)
 	done := make(chan struct{})
@@ -333,35 +336,10 @@ func solveSharingStatus(ctx context.Context, c *client.Client, solveOpt client.S
 	return resp, err
 }
 
-// probe solves p with the image exporter and no name: the image is
-// assembled inside the daemon (its layers compressed once and cached there)
-// and nothing is sent to us but its digests. It shares the build's status
-// channel without closing it.
-func probe(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, status chan *client.SolveStatus) (string, error) {
-	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterImage, Attrs: map[string]string{}}}
-	resp, err := solveSharingStatus(ctx, c, solveOpt, build, status)
-	if err != nil {
-		return "", err
-	}
-	return resp.ExporterResponse[exptypes.ExporterImageConfigDigestKey], nil
-}
-
-func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, status chan *client.SolveStatus) (Result, error) {
-	start := time.Now()
-	exports := []client.ExportEntry{{
-		Type:   client.ExporterDocker,
-		Attrs:  map[string]string{"name": p.tag},
-		Output: fileOutput(p.tarball + ".partial"),
-	}}
-	if p.ociTar != "" {
-		exports = append(exports, client.ExportEntry{
-			Type:   client.ExporterOCI,
-			Attrs:  map[string]string{"name": p.tag},
-			Output: fileOutput(p.ociTar + ".partial"),
-		})
-	}
-	solveOpt := client.SolveOpt{
-		Exports:     exports,
+// solveOpt is what every solve of p shares: the source, the base layouts,
+// the secrets and the caches. Exports are set by each solve.
+func solveOpt(p prepared, opt Options) client.SolveOpt {
+	return client.SolveOpt{
 		LocalMounts: map[string]fsutil.FS{llbgraph.DefaultSourceName: p.localDir},
 		OCIStores:   p.stores,
 		Session:     p.session,
@@ -373,8 +351,13 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		// into a clone of this map, and a clone of nil is nil (a panic).
 		FrontendAttrs: map[string]string{},
 	}
-	var graphDigest string
-	build := func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
+}
+
+// buildFunc turns p into its LLB graph inside the gateway (the upstream
+// profile resolves base image configs through it) and solves it; the graph's
+// digest is written to graphDigest.
+func buildFunc(p prepared, cacheImports []client.CacheOptionsEntry, graphDigest *string) gateway.BuildFunc {
+	return func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
 		in := p.in
 		if in.Profile == spec.Upstream {
 			in.Resolver = gc
@@ -387,11 +370,11 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		if err != nil {
 			return nil, err
 		}
-		graphDigest = llbgraph.DefinitionDigest(def).String()
+		*graphDigest = llbgraph.DefinitionDigest(def).String()
 		// A gateway build names its cache imports in each solve request
 		// (as the Dockerfile frontend does); SolveOpt.CacheImports alone only
 		// reaches frontends that read them.
-		res, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: gatewayCache(solveOpt.CacheImports)})
+		res, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: gatewayCache(cacheImports)})
 		if err != nil {
 			return nil, err
 		}
@@ -402,46 +385,69 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
 		return res, nil
 	}
-	// With a cache to export the full build runs anyway: no probe.
-	if prev, ok := unchanged(p, opt); ok && len(opt.CacheTo) == 0 {
-		cfg, err := probe(ctx, c, solveOpt, build, status)
-		if err != nil {
-			close(status)
-			return Result{}, err
-		}
-		if cfg == prev.ConfigDigest {
-			close(status)
-			d := time.Since(start)
-			prev.GraphDigest, prev.Duration, prev.Seconds, prev.Reused = graphDigest, d, d.Round(10*time.Millisecond).Seconds(), true
-			return prev, nil
-		}
-		// Changed: the export below finds every step solved already.
-	}
-	var provenance string
-	if opt.Provenance != "" {
-		// First, so that the export below, which closes status, finds every step solved.
-		var err error
-		if provenance, err = exportProvenance(ctx, c, solveOpt, build, opt.Provenance, p, status); err != nil {
-			close(status)
-			return Result{}, err
-		}
-	}
-	resp, err := c.Build(ctx, solveOpt, "kgci", build, status)
+}
+
+// buildOne solves p and exports it into p's blob store (only the blobs the
+// store lacks travel from the daemon), then writes p's docker-archive from
+// that store, unless the previous build left the same image's tarball.
+func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, status chan *client.SolveStatus) (Result, error) {
+	defer close(status)
+	start := time.Now()
+	store, err := openStore(p.store)
 	if err != nil {
-		os.Remove(p.tarball + ".partial")
+		return Result{}, err
+	}
+	so := solveOpt(p, opt)
+	so.Exports = []client.ExportEntry{{
+		Type:        client.ExporterDocker,
+		Attrs:       map[string]string{"name": p.tag, "tar": "false"},
+		OutputStore: store,
+	}}
+	if p.ociTar != "" {
+		so.Exports = append(so.Exports, client.ExportEntry{
+			Type:   client.ExporterOCI,
+			Attrs:  map[string]string{"name": p.tag},
+			Output: fileOutput(p.ociTar + ".partial"),
+		})
+	}
+	var graphDigest string
+	build := buildFunc(p, so.CacheImports, &graphDigest)
+	resp, err := solveSharingStatus(ctx, c, so, build, status)
+	if err != nil {
 		if p.ociTar != "" {
 			os.Remove(p.ociTar + ".partial")
 		}
-		return Result{}, err
-	}
-	// Renamed only when complete: a tarball on disk is always a whole one.
-	if err := os.Rename(p.tarball+".partial", p.tarball); err != nil {
 		return Result{}, err
 	}
 	if p.ociTar != "" {
 		if err := os.Rename(p.ociTar+".partial", p.ociTar); err != nil {
 			return Result{}, err
 		}
+	}
+	manifest, names, err := exportedManifest(resp)
+	if err != nil {
+		return Result{}, err
+	}
+	// The store keeps this image only: what an earlier build left and
+	// this one does not use goes.
+	if err := pruneStore(ctx, store, manifest); err != nil {
+		return Result{}, fmt.Errorf("pruning %s: %w", p.store, err)
+	}
+	configDigest := resp.ExporterResponse[exptypes.ExporterImageConfigDigestKey]
+	if prev, ok := unchanged(p, opt); ok && configDigest == prev.ConfigDigest {
+		d := time.Since(start)
+		prev.GraphDigest, prev.Duration, prev.Seconds, prev.Reused = graphDigest, d, d.Round(10*time.Millisecond).Seconds(), true
+		return prev, nil
+	}
+	var provenance string
+	if opt.Provenance != "" {
+		// Every step is solved by now: this solve only assembles and exports.
+		if provenance, err = exportProvenance(ctx, c, so, build, opt.Provenance, p, status); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := writeDockerArchive(ctx, store, manifest, names, p.tarball); err != nil {
+		return Result{}, fmt.Errorf("writing %s: %w", p.tarball, err)
 	}
 	st, err := os.Stat(p.tarball)
 	if err != nil {
@@ -455,8 +461,8 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 		Profile:      string(p.in.Profile),
 		Tarball:      p.tarball,
 		OCITarball:   p.ociTar,
-		Digest:       resp.ExporterResponse[exptypes.ExporterImageDigestKey],
-		ConfigDigest: resp.ExporterResponse[exptypes.ExporterImageConfigDigestKey],
+		Digest:       manifest.Digest.String(),
+		ConfigDigest: configDigest,
 		GraphDigest:  graphDigest,
 		Duration:     d,
 		Seconds:      d.Round(10 * time.Millisecond).Seconds(),
@@ -467,17 +473,19 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 // exportProvenance solves p again (every step is cached by then) with BuildKit's
 // provenance attestation and an OCI export to a temporary file, and keeps the
 // statement. It shares the build's status channel without closing it.
-func exportProvenance(ctx context.Context, c *client.Client, solveOpt client.SolveOpt, build gateway.BuildFunc, mode string, p prepared, status chan *client.SolveStatus) (string, error) {
+func exportProvenance(ctx context.Context, c *client.Client, so client.SolveOpt, build gateway.BuildFunc, mode string, p prepared, status chan *client.SolveStatus) (string, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(p.tarball), ".provenance-*.oci.tar")
 	if err != nil {
 		return "", err
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	solveOpt.Exports = []client.ExportEntry{{Type: client.ExporterOCI, Attrs: map[string]string{"name": p.tag}, Output: fileOutput(tmp.Name())}}
-	solveOpt.FrontendAttrs = maps.Clone(solveOpt.FrontendAttrs)
-	solveOpt.FrontendAttrs["attest:provenance"] = mode
-	_, err = solveSharingStatus(ctx, c, solveOpt, build, status)
+	so.Exports = []client.ExportEntry{{Type: client.ExporterOCI, Attrs: map[string]string{"name": p.tag}, Output: fileOutput(tmp.Name())}}
+	// A cache already exported by the build is not exported again.
+	so.CacheExports = nil
+	so.FrontendAttrs = maps.Clone(so.FrontendAttrs)
+	so.FrontendAttrs["attest:provenance"] = mode
+	_, err = solveSharingStatus(ctx, c, so, build, status)
 	if err != nil {
 		return "", fmt.Errorf("%s: BuildKit provenance (attest:provenance=%s): %w", p.img.Name, mode, err)
 	}

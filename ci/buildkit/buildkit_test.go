@@ -1,16 +1,24 @@
 package buildkit
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moby/buildkit/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -181,9 +189,150 @@ func TestBuildOnDaemon(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "building bad")
 	assert.Contains(t, err.Error(), "exit 3")
-	entries, _ := os.ReadDir(badOut)
-	assert.Empty(t, entries)
+	tars, _ := filepath.Glob(filepath.Join(badOut, "*.tar*"))
+	assert.Empty(t, tars)
 	assert.False(t, errors.Is(err, context.Canceled))
+}
+
+// TestExportSendsOnlyWhatTheStoreLacks: the docker-archive kgci writes from
+// its blob store is byte for byte the one BuildKit's docker exporter sends;
+// after a change only the changed blobs are written into the store, and the
+// store then holds exactly the new image's blobs.
+func TestExportSendsOnlyWhatTheStoreLacks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := Connect(ctx, Addr(), TLS{})
+	if err != nil {
+		skipUnlessE2E(t, "no daemon: %v", err)
+	}
+	defer c.Close()
+	baseDir := llbgraph.DefaultBaseDir()
+	if _, err := llbgraph.ReadLayout(baseDir, spec.BasePython, "python", llbgraph.DefaultPlatform); err != nil {
+		skipUnlessE2E(t, "no python base: %v", err)
+	}
+	repo := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(repo, "data"), 0o755))
+	keep := filepath.Join(repo, "data", "keep.txt")
+	require.NoError(t, os.WriteFile(keep, []byte("first\n"), 0o644))
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	require.NoError(t, os.WriteFile(ca, []byte("0123456789"), 0o644))
+	img := smallImage("store")
+	opt := Options{
+		Spec: spec.Options{Profile: spec.Offline}, RepoRoot: repo, BaseDir: baseDir, HostCA: ca,
+		OutDir: t.TempDir(), Tag: "t1", Progress: io.Discard, ProgressMode: "quiet",
+	}
+	first, err := Build(ctx, c, []spec.Image{img}, opt)
+	require.NoError(t, err)
+
+	// The daemon's own docker-archive of the same build.
+	p, err := prepare(img, opt)
+	require.NoError(t, err)
+	so := solveOpt(p, opt)
+	daemonTar := filepath.Join(t.TempDir(), "daemon.tar")
+	so.Exports = []client.ExportEntry{{Type: client.ExporterDocker, Attrs: map[string]string{"name": p.tag}, Output: fileOutput(daemonTar)}}
+	var graph string
+	_, err = c.Build(ctx, so, "kgci", buildFunc(p, nil, &graph), nil)
+	require.NoError(t, err)
+	assert.Equal(t, tarContents(t, daemonTar), tarContents(t, first[0].Tarball), "the tarball differs from BuildKit's docker export")
+
+	store := StoreDir(opt.OutDir, img.Name)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	before := storeBlobs(t, store)
+	for _, b := range before {
+		require.NoError(t, os.Chtimes(b, old, old))
+	}
+
+	require.NoError(t, os.WriteFile(keep, []byte("second\n"), 0o644))
+	opt.Previous = map[string]Result{img.Name: first[0]}
+	second, err := Build(ctx, c, []spec.Image{img}, opt)
+	require.NoError(t, err)
+	require.False(t, second[0].Reused)
+	require.NotEqual(t, first[0].Digest, second[0].Digest)
+
+	after := storeBlobs(t, store)
+	var sent, kept int
+	for d, path := range after {
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		if st.ModTime().Equal(old) {
+			kept++
+			assert.Contains(t, before, d)
+		} else {
+			sent++
+		}
+	}
+	// Manifest, config and the two layers that hold keep.txt; the base's
+	// layers stay.
+	assert.Equal(t, 4, sent, "blobs written into the store by the second export")
+	assert.Positive(t, kept, "no blob of the first build was reused")
+	// Exactly the new image's blobs: the first build's manifest and config are gone.
+	names, err := tarEntries(second[0].Tarball)
+	require.NoError(t, err)
+	var inTar []string
+	for _, n := range names {
+		if d, ok := strings.CutPrefix(n, "blobs/sha256/"); ok && d != "" {
+			inTar = append(inTar, "sha256:"+d)
+		}
+	}
+	assert.ElementsMatch(t, inTar, slices.Collect(maps.Keys(after)))
+	assert.NotContains(t, after, first[0].Digest)
+}
+
+func storeBlobs(t *testing.T, store string) map[string]string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(store, "blobs", "sha256", "*"))
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, p := range paths {
+		out["sha256:"+filepath.Base(p)] = p
+	}
+	return out
+}
+
+// tarContents is every entry of a tarball with its header and the digest of
+// its content, in order. index.json's creation time is the time of each
+// export (BuildKit's exporter stamps it), so it is left out.
+func tarContents(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var out []string
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		require.NoError(t, err)
+		b, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		if h.Name == "index.json" {
+			b = regexp.MustCompile(`"org\.opencontainers\.image\.created":"[^"]*",?`).ReplaceAll(b, nil)
+		}
+		sum := sha256.Sum256(b)
+		out = append(out, fmt.Sprintf("%s %o %d %s", h.Name, h.Mode, h.Typeflag, hex.EncodeToString(sum[:])))
+	}
+}
+
+func tarEntries(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var names []string
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, h.Name)
+	}
 }
 
 // skipUnlessE2E skips a test that needs buildkitd and the offline bases,

@@ -74,6 +74,10 @@ tagged kidney_genetics_<name>:TAG), measures them, compares them with the
 size budgets and writes build.json and sizes.md next to OUT. Exits non-zero
 when a budget is exceeded (after writing the reports).
 
+A rebuild into the same OUT is incremental: buildkitd sends only the blobs
+that OUT/.blobs/<name> (the image's last build) lacks, and an image whose
+config digest did not change keeps its tarball.
+
 The offline profile needs the base image layouts made by
 scripts/make-base-images.sh; both profiles need a buildkitd
 (scripts/engines/buildkitd.sh start).`)
