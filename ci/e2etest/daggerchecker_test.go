@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,8 +39,40 @@ import (
 type checker struct {
 	e       *env
 	name    string
-	dir     string // holds kgci, images/, src/, results/
+	dir     string // holds images/, src/, results/
 	results string
+}
+
+var (
+	daggerBinOnce sync.Once
+	daggerBinDir  string
+	daggerBinErr  error
+)
+
+// daggerBinaries builds kgci and kgci-supplychain once per test process, with the
+// flags ci/daggerbuild (Kgci, SupplyChain) uses, into a directory TestMain removes.
+func daggerBinaries(t *testing.T, root string) string {
+	t.Helper()
+	daggerBinOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if daggerBinDir, daggerBinErr = os.MkdirTemp("", "kgci-dagger-bin-"); daggerBinErr != nil {
+			return
+		}
+		for _, b := range []struct{ dir, pkg, out string }{
+			{".", "./ci/cmd/kgci", "kgci"},
+			{"ci/supplychain", "./cmd/kgci-supplychain", "kgci-supplychain"},
+		} {
+			build := exec.CommandContext(ctx, "go", "build", "-C", b.dir, "-trimpath", "-buildvcs=false", "-o", filepath.Join(daggerBinDir, b.out), b.pkg)
+			build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := build.CombinedOutput(); err != nil {
+				daggerBinErr = fmt.Errorf("build %s: %v\n%s", b.out, err, out)
+				return
+			}
+		}
+	})
+	require.NoError(t, daggerBinErr)
+	return daggerBinDir
 }
 
 // images are the pipeline's tested tarballs (results/images; KGCI_IMAGES overrides)
@@ -55,16 +88,7 @@ func (e *env) newChecker(t *testing.T) *checker {
 	c := &checker{e: e, name: "kgci-dagger-checker-" + dockerstack.NewRunID(), dir: t.TempDir()}
 	c.results = filepath.Join(c.dir, "results")
 
-	// kgci, built as ci/daggerbuild.Kgci builds it.
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-o", filepath.Join(c.dir, "kgci"), "./ci/cmd/kgci")
-	build.Dir, build.Env = e.root, append(os.Environ(), "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "build kgci: %s", out)
-	// And kgci-supplychain, as ci/daggerbuild.SupplyChain builds it.
-	build = exec.CommandContext(ctx, "go", "build", "-C", "ci/supplychain", "-trimpath", "-buildvcs=false", "-o", filepath.Join(c.dir, "kgci-supplychain"), "./cmd/kgci-supplychain")
-	build.Dir, build.Env = e.root, append(os.Environ(), "CGO_ENABLED=0")
-	out, err = build.CombinedOutput()
-	require.NoError(t, err, "build kgci-supplychain: %s", out)
+	bins := daggerBinaries(t, e.root)
 
 	images := os.Getenv("KGCI_IMAGES")
 	if images == "" {
@@ -96,11 +120,11 @@ func (e *env) newChecker(t *testing.T) *checker {
 	}
 	// The same layout as daggerrun.Checker; tmpfs with Dagger's options (nosuid only).
 	args := append([]string{"run", "-d", "--name", c.name}, insecureRootFlags(t)...)
-	_, err = e.d.Run(ctx, append(args,
+	_, err := e.d.Run(ctx, append(args,
 		"--label", dockerstack.LabelRun+"="+strings.TrimPrefix(c.name, "kgci-"),
 		"--tmpfs", daggerrun.DockerData+":rw,exec,dev,nosuid",
-		"-v", filepath.Join(c.dir, "kgci")+":"+daggerrun.KgciPath+":ro",
-		"-v", filepath.Join(c.dir, "kgci-supplychain")+":"+daggerrun.SupplyChainPath+":ro",
+		"-v", filepath.Join(bins, "kgci")+":"+daggerrun.KgciPath+":ro",
+		"-v", filepath.Join(bins, "kgci-supplychain")+":"+daggerrun.SupplyChainPath+":ro",
 		"-v", filepath.Join(c.dir, "images")+":"+daggerrun.ImagesDir+":ro",
 		"-v", filepath.Join(c.dir, "src")+":"+daggerrun.SourceDir+":ro",
 		// As the workflow passes grype's database (dagger call --vuln-db); here a FIXTURE
@@ -206,6 +230,7 @@ func (c *checker) summary(t *testing.T) *report.Summary {
 // those digests. It is the one full-suite run of this package: the pipeline's own
 // test-e2e runs the suite on the host before these tests.
 func TestDaggerCheckerCommands(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	require.Equal(t, spec.Offline, e.profile, "the checker test uses the offline bases")
 	c := e.newChecker(t)
@@ -317,6 +342,7 @@ func TestDaggerCheckerCommands(t *testing.T) {
 // budgets that the images cannot meet, the check size.budgets), the run exits 1 with
 // its reports, and publish refuses the failed run.
 func TestDaggerCheckerReportsAFault(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	c := e.newChecker(t)
 	budgets := filepath.Join(c.dir, "src", "budgets.yaml")

@@ -621,16 +621,10 @@ func TestKeepOnFailure(t *testing.T) {
 	e.assertClean(t, c.RunID)
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
+	if daggerBinDir != "" {
+		os.RemoveAll(daggerBinDir)
 	}
 	if supplyBinDir != "" {
 		os.RemoveAll(supplyBinDir)
@@ -660,23 +654,9 @@ func buildSupplyChainTool(root string) error {
 	return os.Setenv("KGCI_SUPPLYCHAIN", bin)
 }
 
-// kgciBinary builds the real command once per test process (removed by TestMain).
+// kgciBinary is the real command, built as the Dagger path builds it.
 func kgciBinary(t *testing.T, e *env) string {
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kgci-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "kgci")
-		build := exec.Command("go", "build", "-o", binPath, "./ci/cmd/kgci")
-		build.Dir = e.root
-		if out, err := build.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, binErr)
-	return binPath
+	return filepath.Join(daggerBinaries(t, e.root), "kgci")
 }
 
 // TestCheckCommand runs `kgci check` (the URL-only checks the Dagger pipeline uses) against
