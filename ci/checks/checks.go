@@ -92,7 +92,10 @@ type Check struct {
 	usesImages bool
 	// usesSBOMs: the check reads the images' SBOMs (made once, prefetchable).
 	usesSBOMs bool
-	Run       func(ctx context.Context, e *Env) Outcome
+	// readsCompose: the check reads the compose files the stack is made from (Env.Compose),
+	// not the stack.
+	readsCompose bool
+	Run          func(ctx context.Context, e *Env) Outcome
 }
 
 // Group is the part of the name before the first dot ("health" for health.frontend).
@@ -120,6 +123,9 @@ type Env struct {
 	// Images and DockerCLI let image checks start before the stack is up (Prefetch).
 	Images    map[string]string
 	DockerCLI *dockerstack.Docker
+	// Compose is the compose file (with its test overlay beside it) the stack is, or
+	// would be, made from.
+	Compose *dockerstack.Compose
 
 	httpOnce sync.Once
 	http     *http.Client
@@ -185,14 +191,15 @@ func (e *Env) Prefetch(list []Check) {
 	}
 }
 
-// imagesOnly: the check reads the images under test and nothing that runs.
-func (c Check) imagesOnly() bool { return c.usesImages || c.usesSBOMs }
+// noContainers: the check reads the images under test or the compose files, nothing
+// that runs.
+func (c Check) noContainers() bool { return c.usesImages || c.usesSBOMs || c.readsCompose }
 
-// ImagesOnly reports whether every check of list reads only the images (sizes, files,
-// SBOMs, vulnerabilities): test-e2e then starts no containers for them.
-func ImagesOnly(list []Check) bool {
+// NoContainers reports whether every check of list reads only the images (sizes, files,
+// SBOMs, vulnerabilities) or the compose files: test-e2e then starts no containers.
+func NoContainers(list []Check) bool {
 	for _, c := range list {
-		if !c.imagesOnly() {
+		if !c.noContainers() {
 			return false
 		}
 	}
@@ -334,10 +341,15 @@ func runOne(ctx context.Context, c Check, e *Env) (r Result) {
 	return r
 }
 
+// withoutStack: c can run before (or instead of) the stack, with what e has.
+func (e *Env) withoutStack(c Check) bool {
+	return (c.usesImages || c.usesSBOMs) && e.DockerCLI != nil || c.readsCompose && e.Compose != nil
+}
+
 // precondition decides whether a check can run at all; when it cannot, the returned
 // outcome (skip) says why and where to look.
 func (e *Env) precondition(ctx context.Context, c Check) (Outcome, bool) {
-	if c.Docker && e.Stack == nil && !(c.imagesOnly() && e.DockerCLI != nil) {
+	if c.Docker && e.Stack == nil && !e.withoutStack(c) {
 		return skipf("needs the Docker runtime (kgci test-e2e); this is a URL-only run (kgci check)"), true
 	}
 	if e.Stack == nil {

@@ -153,18 +153,19 @@ func TestOffendersNoNewPrivs(t *testing.T) {
 	assert.Equal(t, []ProcStatus{p(12, "sh", 0)}, bad)
 }
 
-// TestImagesOnly: test-e2e starts no containers when every selected check reads only the
-// images; such a check runs without a stack when an engine is there, any other is skipped.
-func TestImagesOnly(t *testing.T) {
+// TestNoContainers: test-e2e starts no containers when every selected check reads only the
+// images or the compose files; such a check runs without a stack when what it reads is
+// there, any other is skipped.
+func TestNoContainers(t *testing.T) {
 	pick := func(names ...string) []Check {
 		l, err := Select(All(), names)
 		require.NoError(t, err)
 		return l
 	}
-	assert.True(t, ImagesOnly(pick("size", "supplychain", "security.no_secrets", "security.no_build_tools")))
-	assert.False(t, ImagesOnly(pick("supplychain", "health.backend_direct")), "a health check needs the stack")
-	assert.False(t, ImagesOnly(pick("policy.compose")), "policy.compose reads the stack's compose file")
-	assert.False(t, ImagesOnly(nil), "no checks selected means all of them")
+	assert.True(t, NoContainers(pick("size", "supplychain", "security.no_secrets", "security.no_build_tools", "policy.compose")))
+	assert.False(t, NoContainers(pick("supplychain", "health.backend_direct")), "a health check needs the stack")
+	assert.False(t, NoContainers(pick("policy")), "policy.runtime reads the running containers")
+	assert.False(t, NoContainers(nil), "no checks selected means all of them")
 
 	e := &Env{DockerCLI: &dockerstack.Docker{}}
 	_, skip := e.precondition(context.Background(), sizeBudgets)
@@ -172,6 +173,10 @@ func TestImagesOnly(t *testing.T) {
 	o, skip := e.precondition(context.Background(), securityUsers)
 	assert.True(t, skip)
 	assert.Contains(t, o.Message, "needs the Docker runtime")
+	_, skip = e.precondition(context.Background(), policyCompose)
+	assert.True(t, skip, "policy.compose without the compose file")
+	_, skip = (&Env{Compose: &dockerstack.Compose{}}).precondition(context.Background(), policyCompose)
+	assert.False(t, skip, "policy.compose runs on the compose file without a stack")
 	_, skip = (&Env{}).precondition(context.Background(), sizeBudgets)
 	assert.True(t, skip, "a URL-only run (kgci check) has no engine to read images from")
 }

@@ -14,15 +14,17 @@ import (
 // reproduce (a capability kept, a port published, log rotation dropped) fails here.
 var policyCompose = Check{
 	Name: "policy.compose",
-	// Not the Docker engine: the compose file of the stack test-e2e runs. Without a
-	// stack (kgci check), `kgci policy` does the same on the files.
-	Docker: true,
+	// Not the Docker engine: the compose file of the stack test-e2e runs, which it
+	// reads without starting anything. In a URL-only run (kgci check), `kgci policy`
+	// does the same on the files.
+	Docker:       true,
+	readsCompose: true,
 	Run: func(_ context.Context, e *Env) Outcome {
 		p, err := policy.Architecture()
 		if err != nil {
 			return failf("%v", err)
 		}
-		c := e.Stack.Compose
+		c := e.Compose
 		vs := p.CheckNPM(c)
 		checked := []string{c.Path + " (NPM mode)"}
 		// Test mode is part of the architecture too: the overlay must be there.

@@ -262,7 +262,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	// it overlaps with the start (which mostly waits for initdb).
 	env := &checks.Env{
 		Runtime: "docker", ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
-		Images: refs, DockerCLI: c.Docker,
+		Images: refs, DockerCLI: c.Docker, Compose: compose,
 		VulnDB: c.VulnDB, VulnIgnore: c.VulnIgnore, VulnFailOn: c.VulnFailOn, RunCtx: ctx,
 	}
 	env.Tarballs = map[string]string{}
@@ -275,10 +275,11 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	defer env.WaitBackground()
 
 	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0, Images: tested}}
-	if checks.ImagesOnly(list) && c.BeforeChecks == nil {
-		// Sizes, files, SBOMs and vulnerabilities are read from the images: starting
-		// PostgreSQL and the services for them would only cost the run its time.
-		fmt.Fprintf(c.Out, "run %s: the selected checks read only the images; no containers started\n", c.RunID)
+	if checks.NoContainers(list) && c.BeforeChecks == nil {
+		// Sizes, files, SBOMs and vulnerabilities are read from the images, the policy
+		// from the compose files: starting PostgreSQL and the services for them would
+		// only cost the run its time.
+		fmt.Fprintf(c.Out, "run %s: the selected checks read only the images and compose files; no containers started\n", c.RunID)
 		return res, finish(ctx, c, res, env, list, nil, nil, t0)
 	}
 	fmt.Fprintf(c.Out, "run %s: starting postgres -> backend -> frontend (resources kgci-%s-*)\n", c.RunID, c.RunID)
@@ -320,7 +321,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 }
 
 // finish runs the checks and writes the reports; stack is nil when no containers were
-// started (checks.ImagesOnly).
+// started (checks.NoContainers).
 func finish(ctx context.Context, c Config, res *Result, env *checks.Env, list []checks.Check, results []checks.Result, stack *dockerstack.Stack, t0 time.Time) error {
 	var mu sync.Mutex
 	results = append(results, checks.Run(ctx, list, env, func(r checks.Result) {

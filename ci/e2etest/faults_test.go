@@ -418,13 +418,14 @@ func composeVariant(t *testing.T, e *env, svc, old, new string) string {
 }
 
 // A compose file that drifts from the architecture (the frontend gets a capability
-// back) is what the stack runs: policy.compose judges it against the architecture.
+// back) is what the stack would run: policy.compose judges it against the architecture.
 func TestFaultComposeDriftsFromTheArchitecture(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	compose := composeVariant(t, e, "frontend", "cap_drop:\n      - ALL", "cap_drop:\n      - ALL\n    cap_add:\n      - NET_BIND_SERVICE")
 	res := e.run(t, Config{Checks: []string{"policy.compose"}, ComposeFile: compose})
 	requireRed(t, res, "policy.compose", "frontend: no capability added back after cap_drop ALL", "services.frontend.cap_add has [NET_BIND_SERVICE]", compose)
+	assert.Nil(t, res.Stack, "the compose files are read without starting the stack")
 }
 
 // policy.runtime judges what Docker applied, against the architecture: a compose file
