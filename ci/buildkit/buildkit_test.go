@@ -223,6 +223,19 @@ func TestExportSendsOnlyWhatTheStoreLacks(t *testing.T) {
 	}
 	first, err := Build(ctx, c, []spec.Image{img}, opt)
 	require.NoError(t, err)
+	// The history is llbgraph's, one entry per layer: the exporter made up none
+	// (its entries depend on where a layer came from, see llbgraph.History).
+	info, err := imageinspect.ReadFile(first[0].Tarball, imageinspect.Options{})
+	require.NoError(t, err)
+	var layered int
+	for _, h := range info.Config.History {
+		assert.NotEqual(t, "buildkit.exporter.image.v0", h.Comment, h.CreatedBy)
+		if !h.EmptyLayer {
+			layered++
+		}
+	}
+	assert.Equal(t, len(info.Config.RootFS.DiffIDs), layered)
+	assert.Equal(t, "[store final 2/2] COPY data/keep.txt /etc/kept.txt", info.Config.History[len(info.Config.History)-1].CreatedBy)
 
 	// The daemon's own docker-archive of the same build.
 	p, err := prepare(img, opt)

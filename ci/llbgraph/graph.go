@@ -83,8 +83,7 @@ func Build(img spec.Image, in Inputs) (llb.State, error) {
 			return llb.State{}, fmt.Errorf("image %s stage %s: %w", img.Name, s.Name, err)
 		}
 		for n, o := range s.Ops {
-			name := fmt.Sprintf("[%s %s %d/%d]", img.Name, s.Name, n+1, len(s.Ops))
-			st, err = apply(st, o, name, src, stages, in)
+			st, err = apply(st, o, stepPrefix(img, s, n), src, stages, in)
 			if err != nil {
 				return llb.State{}, fmt.Errorf("image %s stage %s op %d: %w", img.Name, s.Name, n, err)
 			}
@@ -92,6 +91,32 @@ func Build(img spec.Image, in Inputs) (llb.State, error) {
 		stages[s.Name] = st
 	}
 	return st, nil
+}
+
+// stepPrefix is "[image stage n/total]", the start of each step's name.
+func stepPrefix(img spec.Image, s spec.Stage, n int) string {
+	return fmt.Sprintf("[%s %s %d/%d]", img.Name, s.Name, n+1, len(s.Ops))
+}
+
+// StepName is what op n of stage s is called, in the build's progress and in
+// the image's history.
+func StepName(img spec.Image, s spec.Stage, n int, o spec.Op) string {
+	name := stepPrefix(img, s, n)
+	switch o := o.(type) {
+	case spec.Run:
+		return runName(name, o)
+	case spec.CopySrc:
+		return copySrcName(name, o)
+	case spec.CopyStage:
+		return copyStageName(name, o)
+	case spec.CopyImage:
+		return copyImageName(name, o)
+	case spec.Env:
+		return fmt.Sprintf("%s ENV %s=%s", name, o.Key, o.Value)
+	case spec.Workdir:
+		return workdirName(name, o)
+	}
+	return fmt.Sprintf("%s %T", name, o)
 }
 
 // Marshal is Build followed by Marshal for the platform.
@@ -187,7 +212,7 @@ func withImageConfig(st llb.State, cfg []byte) (llb.State, error) {
 func run(st llb.State, r spec.Run, name string, in Inputs) llb.State {
 	opts := []llb.RunOption{
 		llb.Args(r.Args),
-		llb.WithCustomName(name + " RUN " + strings.Join(r.Args, " ")),
+		llb.WithCustomName(runName(name, r)),
 	}
 	for _, kv := range r.Env {
 		opts = append(opts, llb.AddEnv(kv.Key, kv.Value))
@@ -209,7 +234,7 @@ func run(st llb.State, r spec.Run, name string, in Inputs) llb.State {
 // RUN does not depend on the runtime creating its cwd.
 func workdir(st llb.State, w spec.Workdir, name string) llb.State {
 	st = st.Dir(w.Path)
-	return st.File(llb.Mkdir(w.Path, 0o755, llb.WithParents(true)), llb.WithCustomName(name+" WORKDIR "+w.Path))
+	return st.File(llb.Mkdir(w.Path, 0o755, llb.WithParents(true)), llb.WithCustomName(workdirName(name, w)))
 }
 
 // copyInfo is the one meaning of spec's copy ops (see spec.CopySrc):
@@ -236,18 +261,18 @@ func copySrc(st llb.State, c spec.CopySrc, name string, src llb.State) llb.State
 	ci := copyInfo(c.Owner, c.Dir)
 	ci.ExcludePatterns = c.Exclude
 	from := c.SourcePath()
-	return st.File(llb.Copy(src, "/"+from, c.To, ci), llb.WithCustomName(fmt.Sprintf("%s COPY %s %s", name, from, c.To)))
+	return st.File(llb.Copy(src, "/"+from, c.To, ci), llb.WithCustomName(copySrcName(name, c)))
 }
 
 func copyStage(st llb.State, c spec.CopyStage, name string, from llb.State) llb.State {
-	return st.File(llb.Copy(from, c.From, c.To, copyInfo(c.Owner, c.Dir)), llb.WithCustomName(fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Stage, c.From, c.To)))
+	return st.File(llb.Copy(from, c.From, c.To, copyInfo(c.Owner, c.Dir)), llb.WithCustomName(copyStageName(name, c)))
 }
 
 func copyImage(st llb.State, c spec.CopyImage, name string, in Inputs) llb.State {
 	// Only files are taken from it: its config (env, workdir) is not
 	// needed, so no metadata round trip to the registry.
 	img := llb.Image(c.Ref, llb.Platform(in.platform()))
-	return st.File(llb.Copy(img, c.From, c.To, copyInfo("", false)), llb.WithCustomName(fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Ref, c.From, c.To)))
+	return st.File(llb.Copy(img, c.From, c.To, copyInfo("", false)), llb.WithCustomName(copyImageName(name, c)))
 }
 
 // Source is the repository root as the image needs it: only the paths its
@@ -318,4 +343,20 @@ func DefinitionDigest(def *llb.Definition) digest.Digest {
 		h.Hash().Write(dt)
 	}
 	return h.Digest()
+}
+
+func runName(name string, r spec.Run) string { return name + " RUN " + strings.Join(r.Args, " ") }
+
+func workdirName(name string, w spec.Workdir) string { return name + " WORKDIR " + w.Path }
+
+func copySrcName(name string, c spec.CopySrc) string {
+	return fmt.Sprintf("%s COPY %s %s", name, c.SourcePath(), c.To)
+}
+
+func copyStageName(name string, c spec.CopyStage) string {
+	return fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Stage, c.From, c.To)
+}
+
+func copyImageName(name string, c spec.CopyImage) string {
+	return fmt.Sprintf("%s COPY --from=%s %s %s", name, c.Ref, c.From, c.To)
 }

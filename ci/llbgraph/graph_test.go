@@ -144,6 +144,16 @@ func envMap(env []string) map[string]string {
 // index.json -> manifest -> config, annotated with the base's name.
 func writeLayout(t *testing.T, dir, name string, env []string) digest.Digest {
 	t.Helper()
+	return writeLayoutConfig(t, dir, name, ocispecs.Image{
+		Platform: ocispecs.Platform{OS: "linux", Architecture: "amd64"},
+		Config:   ocispecs.ImageConfig{Env: env},
+		RootFS:   ocispecs.RootFS{Type: "layers"},
+	})
+}
+
+// writeLayoutConfig is writeLayout with the whole image config given.
+func writeLayoutConfig(t *testing.T, dir, name string, config ocispecs.Image) digest.Digest {
+	t.Helper()
 	root := filepath.Join(dir, name)
 	blobs := filepath.Join(root, "blobs", "sha256")
 	require.NoError(t, os.MkdirAll(blobs, 0o755))
@@ -154,11 +164,7 @@ func writeLayout(t *testing.T, dir, name string, env []string) digest.Digest {
 		require.NoError(t, os.WriteFile(filepath.Join(blobs, d.Encoded()), dt, 0o644))
 		return ocispecs.Descriptor{Digest: d, Size: int64(len(dt))}
 	}
-	cfg := put(ocispecs.Image{
-		Platform: ocispecs.Platform{OS: "linux", Architecture: "amd64"},
-		Config:   ocispecs.ImageConfig{Env: env},
-		RootFS:   ocispecs.RootFS{Type: "layers"},
-	})
+	cfg := put(config)
 	cfg.MediaType = ocispecs.MediaTypeImageConfig
 	man := put(ocispecs.Manifest{MediaType: ocispecs.MediaTypeImageManifest, Config: cfg})
 	man.MediaType = ocispecs.MediaTypeImageManifest
