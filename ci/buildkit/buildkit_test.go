@@ -94,21 +94,28 @@ func smallImage(name string) spec.Image {
 	}
 }
 
-// TestBuildOnDaemon needs buildkitd (scripts/engines/buildkitd.sh start)
-// and the python base layout (scripts/make-base-images.sh python).
-func TestBuildOnDaemon(t *testing.T) {
-	addr := Addr()
+// needDaemon connects to buildkitd (BUILDKIT_HOST) and finds the python base
+// layout, or skips (fails under KGCI_E2E=1); both end with the test.
+func needDaemon(t *testing.T) (context.Context, *client.Client, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	c, err := Connect(ctx, addr, TLS{})
+	t.Cleanup(cancel)
+	c, err := Connect(ctx, Addr(), TLS{})
 	if err != nil {
 		skipUnlessE2E(t, "no daemon: %v", err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	baseDir := llbgraph.DefaultBaseDir()
 	if _, err := llbgraph.ReadLayout(baseDir, spec.BasePython, "python", llbgraph.DefaultPlatform); err != nil {
 		skipUnlessE2E(t, "no python base: %v", err)
 	}
+	return ctx, c, baseDir
+}
+
+// TestBuildOnDaemon needs buildkitd (scripts/engines/buildkitd.sh start)
+// and the python base layout (scripts/make-base-images.sh python).
+func TestBuildOnDaemon(t *testing.T) {
+	ctx, c, baseDir := needDaemon(t)
 
 	repo := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(repo, "data"), 0o755))
@@ -199,17 +206,7 @@ func TestBuildOnDaemon(t *testing.T) {
 // after a change only the changed blobs are written into the store, and the
 // store then holds exactly the new image's blobs.
 func TestExportSendsOnlyWhatTheStoreLacks(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	c, err := Connect(ctx, Addr(), TLS{})
-	if err != nil {
-		skipUnlessE2E(t, "no daemon: %v", err)
-	}
-	defer c.Close()
-	baseDir := llbgraph.DefaultBaseDir()
-	if _, err := llbgraph.ReadLayout(baseDir, spec.BasePython, "python", llbgraph.DefaultPlatform); err != nil {
-		skipUnlessE2E(t, "no python base: %v", err)
-	}
+	ctx, c, baseDir := needDaemon(t)
 	repo := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(repo, "data"), 0o755))
 	keep := filepath.Join(repo, "data", "keep.txt")
