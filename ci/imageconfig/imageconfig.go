@@ -24,6 +24,17 @@ import (
 	"github.com/kidney-genetics/kidney-genetics-db/ci/spec"
 )
 
+// Created is the image's creation time, from its created label (UTC); nil
+// when the label is missing or not RFC 3339.
+func Created(c spec.Config) *time.Time {
+	t, err := time.Parse(time.RFC3339, c.Labels[ocispecs.AnnotationCreated])
+	if err != nil {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
 // Apply returns img with the configuration c describes. It keeps what the
 // build made (rootfs, history, platform) and the environment the stages
 // inherited (the base image's ENV plus the stages' Env ops, with c.Env
@@ -36,12 +47,9 @@ func Apply(img dockerspec.DockerOCIImage, c spec.Config) dockerspec.DockerOCIIma
 	if out.RootFS.Type == "" {
 		out.RootFS.Type = "layers"
 	}
-	if t, err := time.Parse(time.RFC3339, c.Labels[ocispecs.AnnotationCreated]); err == nil {
-		// The build time is an input (spec.Options.Created), not now(), so
-		// the same revision gives the same config.
-		t = t.UTC()
-		out.Created = &t
-	}
+	// The build time is an input (spec.Options.Created), not now(), so
+	// the same revision gives the same config.
+	out.Created = Created(c)
 	env := img.Config.Env
 	for _, kv := range c.Env {
 		env = setEnv(env, kv.Key, kv.Value)

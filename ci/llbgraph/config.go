@@ -52,13 +52,11 @@ func History(ctx context.Context, img spec.Image, in Inputs) ([]ocispecs.History
 	if err != nil || base == nil {
 		return nil, err
 	}
-	var created *time.Time
-	if t, err := time.Parse(time.RFC3339, img.Config.Labels[ocispecs.AnnotationCreated]); err == nil {
-		t = t.UTC()
-		created = &t
-	} else if base.Created != nil {
+	created := imageconfig.Created(img.Config)
+	if created == nil {
 		created = base.Created
-	} else {
+	}
+	if created == nil {
 		epoch := time.Unix(0, 0).UTC()
 		created = &epoch
 	}
@@ -74,7 +72,6 @@ func History(ctx context.Context, img spec.Image, in Inputs) ([]ocispecs.History
 	} else {
 		// The base's own history does not account for its layers (ours are made
 		// from Debian packages with none): one entry per layer, as FROM.
-		h = nil
 		for range base.RootFS.DiffIDs {
 			h = append(h, ocispecs.History{CreatedBy: "FROM " + ref})
 		}
@@ -112,7 +109,7 @@ func baseConfig(ctx context.Context, k spec.BaseKind, in Inputs) (*ocispecs.Imag
 		if !ok {
 			return nil, "", fmt.Errorf("%w: no layout given for base %q", ErrMissingLayout, k)
 		}
-		dt, ref = l.Config, fmt.Sprintf("oci-layout %s@%s", l.StoreID, l.Digest)
+		dt, ref = l.Config, layoutName(l)
 	} else {
 		if in.Resolver == nil {
 			return nil, "", nil

@@ -176,10 +176,13 @@ func base(k spec.BaseKind, in Inputs) (llb.State, error) {
 	st := llb.OCILayout(ref,
 		llb.OCIStore(in.OCISessionID, l.StoreID),
 		llb.Platform(p),
-		llb.WithCustomName(fmt.Sprintf("FROM oci-layout %s@%s", l.StoreID, l.Digest)),
+		llb.WithCustomName("FROM "+layoutName(l)),
 	)
 	return withImageConfig(st, l.Config)
 }
+
+// layoutName is how an offline base is named in step names and the history.
+func layoutName(l Layout) string { return fmt.Sprintf("oci-layout %s@%s", l.StoreID, l.Digest) }
 
 // LayoutRef is the reference BuildKit resolves inside the layout's store:
 // any name, pinned by the layout's digest.
