@@ -224,13 +224,28 @@ func (p *page) eval(ctx context.Context, expr string, out any) error {
 // waitFor polls a JavaScript predicate until it is true; on timeout the error says how
 // long it waited, for the check's message.
 func (p *page) waitFor(pred string, within time.Duration) error {
+	return p.wait(pred, within, false)
+}
+
+// waitClean is waitFor for the checks that end with noProblems: once the page has logged
+// an error their verdict is red whatever it shows later, so the wait stops there instead
+// of at its bound (a page the CSP blocks fails in a second, not in 15).
+func (p *page) waitClean(pred string, within time.Duration) error {
+	return p.wait(pred, within, true)
+}
+
+func (p *page) wait(pred string, within time.Duration, stopOnProblem bool) error {
 	ctx, cancel := context.WithTimeout(p.ctx, within)
 	defer cancel()
+	t0 := time.Now()
 	for {
 		var ok bool
 		err := p.eval(ctx, "Boolean("+pred+")", &ok)
 		if err == nil && ok {
 			return nil
+		}
+		if problems, _, _ := p.seen(); stopOnProblem && len(problems) > 0 {
+			return fmt.Errorf("(stopped after %s, when the page logged an error: %s)", time.Since(t0).Round(100*time.Millisecond), problems[0])
 		}
 		select {
 		case <-ctx.Done():
@@ -372,7 +387,7 @@ var browserGenes = browserCheck(Check{
 	if _, err := p.open(e.FrontendURL + "/"); err != nil {
 		return failf("%v", err)
 	}
-	if err := p.waitFor("JSON.stringify("+rowSymbols+") === "+strconvQuote(string(wantJS)), browserWait); err != nil {
+	if err := p.waitClean("JSON.stringify("+rowSymbols+") === "+strconvQuote(string(wantJS)), browserWait); err != nil {
 		var got []string
 		_ = p.eval(p.ctx, rowSymbols, &got)
 		return failf("the gene table did not show the API's genes %s: it shows %d row(s) %v, the API's first page has %d (%s). The page's text and console are below",
@@ -421,7 +436,7 @@ var browserDeepLink = browserCheck(Check{
 	}
 	pred := fmt.Sprintf(`(document.querySelector('[data-testid="gene-symbol"]')?.textContent.trim() === %s) && document.querySelectorAll('[data-testid="evidence-item"]').length === %d`,
 		strconvQuote(want.Symbol), len(want.Evidence))
-	if err := p.waitFor(pred, browserWait); err != nil {
+	if err := p.waitClean(pred, browserWait); err != nil {
 		return failf("the deep link %s did not show %s with its %d evidence item(s) %s: the page shows %q", u, want.Symbol, len(want.Evidence), err, p.text())
 	}
 	if o, ok := p.noProblems(); !ok {
@@ -486,7 +501,10 @@ var browserLiveUpdate = browserCheck(Check{
 	if err := p.waitFor(view, browserWait); err != nil {
 		return failf("clicking %s in the gene table did not open its page at /genes/%s %s", deepLinkSymbol, deepLinkSymbol, err)
 	}
-	if err := p.waitFor(`document.querySelector('[data-testid="live-indicator"]')?.dataset.status === 'connected'`, browserWait); err != nil {
+	// From here on a logged error ends the wait: the WebSocket's failure is logged as
+	// one, and the table and the gene page above, which browser.genes and
+	// browser.deep_link judge, have shown by now.
+	if err := p.waitClean(`document.querySelector('[data-testid="live-indicator"]')?.dataset.status === 'connected'`, browserWait); err != nil {
 		var live string
 		_ = p.eval(p.ctx, `document.querySelector('[data-testid="live-indicator"]')?.dataset.status || 'absent'`, &live)
 		return failf("the page's WebSocket did not connect %s (live indicator: %s): the browser reaches the backend's /ws/events through nginx `location /ws/`; websocket.upgrade tests the handshake alone", err, live)
@@ -508,7 +526,7 @@ var browserLiveUpdate = browserCheck(Check{
 	}()
 	shown := fmt.Sprintf(`document.querySelector('[data-testid="gene-name"]')?.textContent.includes(%s)`, strconvQuote(marker))
 	event := fmt.Sprintf(`/gene_updated %s/.test(document.querySelector('[data-testid="live-last-event"]')?.textContent || '')`, deepLinkSymbol)
-	if err := p.waitFor(shown+" && "+event, browserWait); err != nil {
+	if err := p.waitClean(shown+" && "+event, browserWait); err != nil {
 		var got struct {
 			Event, Name string
 		}
@@ -555,9 +573,16 @@ var browserCustomURLs = browserCheck(Check{
 		if countPrefix(reqs, apiPrefix) > 0 && countSuffix(socks, wsPath) > 0 {
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return failf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws did not use them within %s (requests under /custom-api/: %d, WebSockets to /custom-ws/events: %d): the bundle must take its URLs from window._env_ (env-config.js, written by docker-entrypoint.sh at start), not from build-time values",
-				browserWait, countPrefix(reqs, v.base+"/custom-api/"), countSuffix(socks, wsPath))
+		// A call to a default is red whatever follows (below): no need to wait for the bound.
+		nAPI, nWS := countPrefix(reqs, v.base+"/api/"), countSuffix(socks, "/ws/events")
+		timedOut := time.Now().After(deadline) || ctx.Err() != nil
+		if nAPI+nWS > 0 || timedOut {
+			how := "within " + browserWait.String()
+			if !timedOut {
+				how = fmt.Sprintf("but called the defaults (%d request(s) under /api/, %d WebSocket(s) to /ws/events)", nAPI, nWS)
+			}
+			return failf("a frontend started with API_BASE_URL=/custom-api WS_URL=/custom-ws did not use them %s (requests under /custom-api/: %d, WebSockets to /custom-ws/events: %d): the bundle must take its URLs from window._env_ (env-config.js, written by docker-entrypoint.sh at start), not from build-time values",
+				how, countPrefix(reqs, v.base+"/custom-api/"), countSuffix(socks, wsPath))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

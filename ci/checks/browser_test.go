@@ -85,6 +85,11 @@ func TestPageRecordsWhatAPersonWouldSee(t *testing.T) {
 		err = p.waitFor(`false`, 300*time.Millisecond)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "(waited 300ms)")
+		// The page has logged an error: a check that ends with noProblems stops waiting.
+		err = p.waitClean(`false`, time.Minute)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "when the page logged an error: console.error: boom 42")
+		assert.NotContains(t, err.Error(), "waited")
 		require.Eventually(t, func() bool {
 			_, _, sockets := p.seen()
 			return len(sockets) > 0
