@@ -446,7 +446,7 @@ func buildOne(ctx context.Context, c *client.Client, p prepared, opt Options, st
 			return Result{}, err
 		}
 	}
-	if err := writeDockerArchive(ctx, store, manifest, names, p.tarball); err != nil {
+	if err := writeDockerArchive(ctx, store, p.store, manifest, names, p.tarball); err != nil {
 		return Result{}, fmt.Errorf("writing %s: %w", p.tarball, err)
 	}
 	st, err := os.Stat(p.tarball)
