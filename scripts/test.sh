@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib/engines.sh
 . scripts/lib/goflags.sh
 
+declare -A bg_pid=() bg_log=() # background work, by name (below)
 cleanup() {
   local rc=$?
-  [ -n "${prep_pid:-}" ] && stop_prepare
+  stop_backgrounds
   stop_started_engines
   phase_summary
   if [ $rc = 0 ]; then echo "test.sh: all phases passed"; else echo "test.sh: FAILED (exit $rc)"; fi
@@ -29,31 +30,21 @@ trap 'exit 143' TERM
 
 phase "install Debian packages" bash scripts/install-deps.sh
 
-# The slowest set-up on a fresh machine, the debootstrap of the offline bases,
-# waits on the network and the disk more than the CPU: it runs in the
-# background, together with the download of the supply-chain module's
-# dependencies, while the Go and application tests run, and is waited for
-# before the first phase that needs it. Cached, it takes a second. Compiling
-# (buildkitd, syft, grype) is CPU-bound and stays in the foreground: two Go
-# builds at once on 2 cores finish no sooner, and compile what they share twice.
-prep_log=$(mktemp /tmp/kgci-prepare.XXXXXX.log)
-prepare() {
-  local t0=$SECONDS dl rc=0
-  (cd ci/supplychain && go mod download && echo "supply-chain module downloaded in $((SECONDS - t0))s") &
-  dl=$!
-  bash scripts/make-base-images.sh || rc=$?
-  wait "$dl" || echo "prefetching the supply-chain module's dependencies failed; the go commands that need them will say why"
-  echo "background set-up finished $((SECONDS - t0))s after it started"
-  return $rc
+# Work that runs beside the phases, each with its own log, shown when it is
+# waited for. On an early failure or Ctrl-C none of it may outlive us.
+background() { # background NAME CMD...: starts CMD
+  local name=$1; shift
+  bg_log[$name]=$(mktemp /tmp/kgci-background.XXXXXX.log)
+  "$@" >"${bg_log[$name]}" 2>&1 &
+  bg_pid[$name]=$!
 }
-prepare >"$prep_log" 2>&1 &
-prep_pid=$!
-wait_prepare() {
-  local rc=0
-  wait "$prep_pid" || rc=$?
-  echo "background set-up (base images, module downloads): exit $rc; its log:"
-  sed 's/^/  | /' "$prep_log"
-  rm -f "$prep_log"
+wait_background() { # wait_background NAME: its exit status, after its log
+  local name=$1 rc=0
+  wait "${bg_pid[$name]}" || rc=$?
+  echo "$name (in the background): exit $rc; its log:"
+  sed 's/^/  | /' "${bg_log[$name]}"
+  rm -f "${bg_log[$name]}"
+  unset "bg_pid[$name]" "bg_log[$name]"
   return $rc
 }
 # kill_tree PID: the process and all its descendants. Children are found while
@@ -65,15 +56,36 @@ kill_tree() {
   for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
   kill -TERM "$1" 2>/dev/null || true
 }
-stop_prepare() {
-  # On an early failure or Ctrl-C the background set-up must not outlive us.
-  if kill -0 "$prep_pid" 2>/dev/null; then
-    echo "stopping the background set-up (base images, module downloads)"
-    kill_tree "$prep_pid"
-    wait "$prep_pid" 2>/dev/null || true
-  fi
-  rm -f "$prep_log"
+stop_backgrounds() {
+  local name
+  for name in "${!bg_pid[@]}"; do
+    if kill -0 "${bg_pid[$name]}" 2>/dev/null; then
+      echo "stopping $name (in the background)"
+      kill_tree "${bg_pid[$name]}"
+      wait "${bg_pid[$name]}" 2>/dev/null || true
+    fi
+    rm -f "${bg_log[$name]}"
+  done
 }
+
+# The slowest set-up on a fresh machine, the debootstrap of the offline bases,
+# waits on the network and the disk more than the CPU: it runs in the
+# background, together with the download of the supply-chain module's
+# dependencies, while the Go and application tests run, and is waited for
+# before the first phase that needs it. Cached, it takes a second. The Go
+# tests' compiling keeps both cores busy (vmstat: 96% over those phases), so
+# no other compile runs beside it: two Go builds at once on 2 cores finish no
+# sooner, and compile what they share twice.
+prepare() {
+  local t0=$SECONDS dl rc=0
+  (cd ci/supplychain && go mod download && echo "supply-chain module downloaded in $((SECONDS - t0))s") &
+  dl=$!
+  bash scripts/make-base-images.sh || rc=$?
+  wait "$dl" || echo "prefetching the supply-chain module's dependencies failed; the go commands that need them will say why"
+  echo "background set-up finished $((SECONDS - t0))s after it started"
+  return $rc
+}
+background "base images, module downloads" prepare
 
 # -vet=all is `go vet ./...` (every package, tests or not) inside the test
 # command: one build graph, so packages are vetted and tested while others
@@ -82,14 +94,18 @@ phase "go vet + unit tests" go test -vet=all -count=1 ./...
 # syft and grype need a newer Go than the Dagger module may declare: their module is
 # separate (ci/supplychain), and ./... above does not reach it.
 phase "supply-chain module (vet, unit tests)" bash -c 'cd ci/supplychain && go test -vet=all -count=1 ./...'
+# The application's tests leave half of the 2 cores idle (vmstat: 50% over
+# those 70 s): buildkitd compiles beside them (75 s cold, CPU-bound), as a
+# tool of the supply-chain module whose packages it mostly shares, all
+# compiled by now.
+background "buildkitd build" bash scripts/engines/buildkitd.sh build
 phase "backend (pytest, PostgreSQL)" bash scripts/test-backend.sh
 phase "frontend (vitest, build)" bash scripts/test-frontend.sh
 phase "entrypoint (dash, busybox)" bash scripts/test-entrypoint.sh
 phase "nginx + browser" bash scripts/test-nginx.sh
 phase "workflow lint" bash scripts/lint-workflows.sh
-# buildkitd is a tool of the supply-chain module: most of what it imports is compiled by now.
-phase "build buildkitd" bash scripts/engines/buildkitd.sh build
-phase "wait for background set-up" wait_prepare
+phase "wait for the buildkitd build" wait_background "buildkitd build"
+phase "wait for background set-up" wait_background "base images, module downloads"
 phase "start buildkitd" ensure_engine buildkitd
 phase "start dockerd" ensure_engine dockerd
 # The pipeline sees the engines running and leaves them for the fault tests.
