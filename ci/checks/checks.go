@@ -142,6 +142,9 @@ type Env struct {
 	VulnDB     string
 	VulnIgnore string
 	VulnFailOn string
+	// SBOMCache is where kgci-supplychain caches SBOMs by image and tool binary
+	// ("": SBOMCacheDir, "none": no cache).
+	SBOMCache string
 	// RunCtx is the whole run's context: work shared between checks (the SBOMs)
 	// outlives any one check, but not the run.
 	RunCtx context.Context

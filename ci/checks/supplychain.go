@@ -103,6 +103,29 @@ func runTool(ctx context.Context, out any, args ...string) error {
 	return nil
 }
 
+// SBOMCacheEnv names the directory where kgci-supplychain keeps the SBOMs of
+// images it cataloged ("none": no cache).
+const SBOMCacheEnv = "KGCI_SBOM_CACHE"
+
+// SBOMCacheDir is where the SBOMs are cached: $KGCI_SBOM_CACHE, else sbom/
+// under $KGCI_CACHE, else under the user's cache directory; "" for none.
+func SBOMCacheDir() string {
+	switch d := os.Getenv(SBOMCacheEnv); d {
+	case "none":
+		return ""
+	case "":
+	default:
+		return d
+	}
+	if c := os.Getenv("KGCI_CACHE"); c != "" {
+		return filepath.Join(c, "sbom")
+	}
+	if c, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(c, "kgci", "sbom")
+	}
+	return ""
+}
+
 // WaitBackground waits for the work Prefetch started: the SBOM tool it runs must not
 // outlive the run, which cancels it through RunCtx when interrupted.
 func (e *Env) WaitBackground() { e.sboms.wg.Wait() }
@@ -174,8 +197,16 @@ func (e *Env) sbomOf(svc string) *sbomLoad {
 		if img, err := e.Docker().InspectImage(ctx, ref); err == nil {
 			version = img.ID
 		}
-		l.err = runTool(ctx, &l.res, "sbom", "--service", svc, "--tarball", tarball,
-			"--name", strings.SplitN(ref, ":", 2)[0], "--version", version, "--out", filepath.Join(e.ResultsDir, SBOMDir))
+		args := []string{"sbom", "--service", svc, "--tarball", tarball,
+			"--name", strings.SplitN(ref, ":", 2)[0], "--version", version, "--out", filepath.Join(e.ResultsDir, SBOMDir)}
+		dir := e.SBOMCache
+		if dir == "" {
+			dir = SBOMCacheDir()
+		}
+		if dir != "" && dir != "none" {
+			args = append(args, "--cache", dir)
+		}
+		l.err = runTool(ctx, &l.res, args...)
 	})
 	return l
 }
@@ -206,7 +237,11 @@ var supplyChainSBOM = Check{
 				kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
 			}
 			sort.Strings(kinds)
-			notes = append(notes, fmt.Sprintf("%s: %d packages (%s) in %.1fs", svc, info.Packages, strings.Join(kinds, ", "), l.took.Seconds()))
+			how := fmt.Sprintf("in %.1fs", l.took.Seconds())
+			if l.res.Cached {
+				how = fmt.Sprintf("from the cache (same image and tool binary) in %.1fs", l.took.Seconds())
+			}
+			notes = append(notes, fmt.Sprintf("%s: %d packages (%s) %s", svc, info.Packages, strings.Join(kinds, ", "), how))
 			for _, t := range expectedEcosystems[svc] {
 				if l.res.ByType[t] == 0 {
 					bad = append(bad, fmt.Sprintf("%s: no %s packages", svc, t))

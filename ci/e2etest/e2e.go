@@ -58,6 +58,8 @@ type Config struct {
 	VulnDB     string
 	VulnIgnore string
 	VulnFailOn string
+	// SBOMCache is where the SBOMs are cached ("" : checks.SBOMCacheDir, "none": no cache).
+	SBOMCache string
 }
 
 // Result of a run.
@@ -263,7 +265,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	env := &checks.Env{
 		Runtime: "docker", ResultsDir: c.ResultsDir, BudgetFile: c.BudgetFile, Profile: string(c.Profile), BuildJSON: c.BuildJSON,
 		Images: refs, DockerCLI: c.Docker, Compose: compose,
-		VulnDB: c.VulnDB, VulnIgnore: c.VulnIgnore, VulnFailOn: c.VulnFailOn, RunCtx: ctx,
+		VulnDB: c.VulnDB, VulnIgnore: c.VulnIgnore, VulnFailOn: c.VulnFailOn, SBOMCache: c.SBOMCache, RunCtx: ctx,
 	}
 	env.Tarballs = map[string]string{}
 	for _, im := range tested {

@@ -99,6 +99,35 @@ func TestSBOMListsWhatTheImagesHold(t *testing.T) {
 	assert.Regexp(t, `\| backend \| \d+ packages \(\[backend.spdx.json\]`, string(md))
 }
 
+// A second run on the same images takes the SBOMs from the cache, the same documents,
+// and says so; with the cache turned off it catalogs again.
+func TestSBOMCacheGivesTheSameDocuments(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	cache := t.TempDir()
+	var docs [3][]byte
+	for i, dir := range []string{cache, cache, "none"} {
+		res := e.run(t, Config{Checks: []string{"supplychain.sbom"}, SBOMCache: dir})
+		r, ok := res.Check("supplychain.sbom")
+		require.True(t, ok)
+		require.Equal(t, checks.Pass, r.Status, r.Message)
+		if i == 1 {
+			assert.Contains(t, r.Message, "backend: ")
+			assert.Equal(t, 2, strings.Count(r.Message, "from the cache (same image and tool binary)"), r.Message)
+		} else {
+			assert.NotContains(t, r.Message, "from the cache", "run %d", i)
+		}
+		b, err := os.ReadFile(filepath.Join(resultsDir(res), checks.SBOMDir, "backend.syft.json"))
+		require.NoError(t, err)
+		docs[i] = b
+	}
+	assert.Equal(t, docs[0], docs[1], "the cached SBOM is the one the first run wrote")
+	assert.NotEmpty(t, docs[2])
+	entries, err := os.ReadDir(cache)
+	require.NoError(t, err)
+	assert.Len(t, entries, 2, "one entry per image")
+}
+
 // A frontend that lost the lock file it was built from still runs, but its SBOM would
 // silently list no npm package: the check must say so.
 func TestFaultFrontendWithoutItsLockfile(t *testing.T) {

@@ -26,6 +26,9 @@ type SBOM struct {
 	// Files are the documents written: SPDX 2.3 JSON, CycloneDX JSON, syft JSON.
 	Files   []string `json:"files"`
 	Seconds float64  `json:"seconds"`
+	// Cached: the documents are those of an earlier run on the same image by the
+	// same tool binary (kgci-supplychain sbom --cache).
+	Cached bool `json:"cached,omitempty"`
 }
 
 // Scan is the output of `kgci-supplychain scan`.
