@@ -75,10 +75,10 @@ func exportedManifest(resp *client.SolveResponse) (ocispecs.Descriptor, []string
 // docker exporter writes with tar=true. containerd's archive exporter, the one
 // BuildKit uses, writes every record but the layers; the layers, nearly all of
 // the bytes, are spliced in at their sorted places (its order) straight from
-// the store's files. The exporter would hash each layer again and copy it
-// through user space, most of a one-line rebuild's time; the store verified
-// every blob's digest when the daemon wrote it. Renamed into place only when
-// complete.
+// the store's files, copied in the kernel. The exporter would hash each layer
+// again and copy it through user space (for the backend, 40 ms more than cp);
+// the store verified every blob's digest when the daemon wrote it. Renamed
+// into place only when complete.
 func writeDockerArchive(ctx context.Context, cs content.Store, dir string, manifest ocispecs.Descriptor, names []string, tarball string) (err error) {
 	layers, err := layerDescriptors(ctx, cs, manifest)
 	if err != nil {
