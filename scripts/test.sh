@@ -88,8 +88,8 @@ prepare() {
 background "base images, module downloads" prepare
 
 # -vet=all is `go vet ./...` (every package, tests or not) inside the test
-# command: one build graph, so packages are vetted and tested while others
-# still compile, instead of a vet phase and then a test phase.
+# command: go test's own vet pass, after a separate go vet, vetted every
+# package twice.
 phase "go vet + unit tests" go test -vet=all -count=1 ./...
 # syft and grype need a newer Go than the Dagger module may declare: their module is
 # separate (ci/supplychain), and ./... above does not reach it.

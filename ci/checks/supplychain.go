@@ -107,15 +107,18 @@ func runTool(ctx context.Context, out any, args ...string) error {
 // images it cataloged ("none": no cache).
 const SBOMCacheEnv = "KGCI_SBOM_CACHE"
 
-// SBOMCacheDir is where the SBOMs are cached: $KGCI_SBOM_CACHE, else sbom/
-// under $KGCI_CACHE, else under the user's cache directory; "" for none.
-func SBOMCacheDir() string {
-	switch d := os.Getenv(SBOMCacheEnv); d {
-	case "none":
+// SBOMCacheDir is where the SBOMs are cached: dir when given (Env.SBOMCache),
+// else $KGCI_SBOM_CACHE, else sbom/ under $KGCI_CACHE, else under the user's
+// cache directory; "" for none (either of the first two saying "none").
+func SBOMCacheDir(dir string) string {
+	if dir == "" {
+		dir = os.Getenv(SBOMCacheEnv)
+	}
+	switch {
+	case dir == "none":
 		return ""
-	case "":
-	default:
-		return d
+	case dir != "":
+		return dir
 	}
 	if c := os.Getenv("KGCI_CACHE"); c != "" {
 		return filepath.Join(c, "sbom")
@@ -199,11 +202,7 @@ func (e *Env) sbomOf(svc string) *sbomLoad {
 		}
 		args := []string{"sbom", "--service", svc, "--tarball", tarball,
 			"--name", strings.SplitN(ref, ":", 2)[0], "--version", version, "--out", filepath.Join(e.ResultsDir, SBOMDir)}
-		dir := e.SBOMCache
-		if dir == "" {
-			dir = SBOMCacheDir()
-		}
-		if dir != "" && dir != "none" {
+		if dir := SBOMCacheDir(e.SBOMCache); dir != "" {
 			args = append(args, "--cache", dir)
 		}
 		l.err = runTool(ctx, &l.res, args...)
