@@ -300,6 +300,7 @@ func (p *page) screenshot(e *Env, name string) string {
 // check) and, on failure, what the page showed and logged.
 func browserCheck(c Check, body func(ctx context.Context, e *Env, p *page) Outcome) Check {
 	name := c.Name
+	c.usesBrowser = true
 	c.Run = func(ctx context.Context, e *Env) Outcome {
 		p, done, err := e.newPage(ctx)
 		if err != nil {
@@ -550,11 +551,12 @@ var browserLiveUpdate = browserCheck(Check{
 })
 
 var browserCustomURLs = browserCheck(Check{
-	Name:    "browser.custom_urls",
-	Docker:  true,
-	Slow:    true,
-	Needs:   []string{dockerstack.Frontend},
-	Timeout: 50 * time.Second,
+	Name:       "browser.custom_urls",
+	Docker:     true,
+	Slow:       true,
+	usesCustom: true,
+	Needs:      []string{dockerstack.Frontend},
+	Timeout:    50 * time.Second,
 }, func(ctx context.Context, e *Env, p *page) Outcome {
 	// Relative paths: the page's CSP allows connections to its own origin only, and
 	// which paths the bundle asks for is what shows whether it read window._env_.

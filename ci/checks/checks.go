@@ -95,7 +95,11 @@ type Check struct {
 	// readsCompose: the check reads the compose files the stack is made from (Env.Compose),
 	// not the stack.
 	readsCompose bool
-	Run          func(ctx context.Context, e *Env) Outcome
+	// usesBrowser and usesCustom: the check needs the run's Chromium, or the frontend
+	// started with customEnv (both shared, and started early by WarmUp).
+	usesBrowser bool
+	usesCustom  bool
+	Run         func(ctx context.Context, e *Env) Outcome
 }
 
 // Group is the part of the name before the first dot ("health" for health.frontend).
@@ -132,6 +136,7 @@ type Env struct {
 	images   imageCache
 	browser  browser
 	custom   sharedVariant
+	warm     warmUps
 	sboms    sbomCache
 	// Tarballs are the tested docker-archives by service, when test-e2e loaded them
 	// (--images): the SBOM is made from them rather than from a fresh docker save.
@@ -279,8 +284,7 @@ const Parallelism = 4
 func Run(ctx context.Context, list []Check, e *Env, done func(Result)) []Result {
 	results := make([]Result, len(list))
 	// One Chromium serves every browser check of the run; nothing of it outlives the run.
-	defer e.browser.close()
-	defer e.custom.close()
+	defer e.Close()
 	var mu sync.Mutex
 	report := func(i int, r Result) {
 		mu.Lock()

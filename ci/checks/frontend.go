@@ -28,8 +28,7 @@ type frontendVariant struct {
 // same security options as the real frontend. The backend's alias resolves there too, so
 // nginx's upstream loads as in the real frontend; an internal-only container could not
 // publish a port.
-func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[string]string) (*frontendVariant, Outcome, bool) {
-	s := e.Stack
+func (e *Env) startFrontendVariant(ctx context.Context, s *dockerstack.Stack, suffix string, env map[string]string) (*frontendVariant, Outcome, bool) {
 	svc, err := s.Compose.Service(dockerstack.Frontend)
 	if err != nil {
 		return nil, failf("%v", err), false
@@ -51,9 +50,9 @@ func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[s
 	stop := func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		_, _ = e.Docker().Run(rctx, "rm", "-f", name)
+		_, _ = s.D.Run(rctx, "rm", "-f", name)
 	}
-	if _, err := e.Docker().Run(ctx, args...); err != nil {
+	if _, err := s.D.Run(ctx, args...); err != nil {
 		stop()
 		return nil, failf("could not start a second frontend container: %v", err), false
 	}
@@ -70,7 +69,7 @@ func (e *Env) startFrontendVariant(ctx context.Context, suffix string, env map[s
 			return v, Outcome{}, true
 		}
 		if ctx.Err() != nil {
-			logs, _ := e.Docker().Logs(context.Background(), name, 30)
+			logs, _ := s.D.Logs(context.Background(), name, 30)
 			stop()
 			if err == nil {
 				err = fmt.Errorf("status %d", r.StatusCode)
@@ -98,12 +97,18 @@ type sharedVariant struct {
 }
 
 func (e *Env) customFrontend(ctx context.Context) (*frontendVariant, Outcome, bool) {
+	return e.customFrontendOn(ctx, e.Stack)
+}
+
+// customFrontendOn takes the stack as an argument: WarmUp starts the container before
+// Up has returned the stack (and before e.Stack is set).
+func (e *Env) customFrontendOn(ctx context.Context, st *dockerstack.Stack) (*frontendVariant, Outcome, bool) {
 	s := &e.custom
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.started {
 		s.started = true
-		s.v, s.o, s.ok = e.startFrontendVariant(ctx, "frontend-custom", customEnv)
+		s.v, s.o, s.ok = e.startFrontendVariant(ctx, st, "frontend-custom", customEnv)
 	}
 	return s.v, s.o, s.ok
 }
@@ -121,11 +126,12 @@ func (s *sharedVariant) close() {
 // same image must serve them in /env-config.js, with no rebuild, and uncached as
 // ci/policy/architecture.yaml (frontend_http.env_config_cache_control) asks.
 var envInjection = Check{
-	Name:    "env_injection",
-	Docker:  true,
-	Slow:    true,
-	Needs:   []string{dockerstack.Frontend},
-	Timeout: 40 * time.Second,
+	Name:       "env_injection",
+	Docker:     true,
+	Slow:       true,
+	usesCustom: true,
+	Needs:      []string{dockerstack.Frontend},
+	Timeout:    40 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		want := customEnv
 		v, o, ok := e.customFrontend(ctx)

@@ -67,6 +67,10 @@ type Options struct {
 	HealthInterval time.Duration
 	Override       map[string]Override
 	Progress       io.Writer // one line per step; nil for silence
+	// Started, when set, is told each service whose container has started (its port
+	// published), before Up waits for it to be healthy, so that callers can start work
+	// that needs only that much of the stack (from Up's goroutine: it must not block).
+	Started func(s *Stack, svc string)
 }
 
 // Stack is one run's topology. Fields are filled in as services start, so a partly started
@@ -390,6 +394,9 @@ func (s *Stack) startService(ctx context.Context, svc string) error {
 		s.mu.Lock()
 		s.URLs[svc] = "http://" + hp
 		s.mu.Unlock()
+	}
+	if s.opts.Started != nil {
+		s.opts.Started(s, svc)
 	}
 	bound := s.opts.StartupTimeout
 	if b := s.opts.Override[svc].StartupTimeout; b > 0 {

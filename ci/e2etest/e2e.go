@@ -275,6 +275,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	}
 	env.Prefetch(list)
 	defer env.WaitBackground()
+	defer env.Close() // a no-op after the checks ran; not if the start was interrupted
 
 	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0, Images: tested}}
 	if checks.NoContainers(list) && c.BeforeChecks == nil {
@@ -288,6 +289,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	stack, upErr := dockerstack.Up(ctx, dockerstack.Options{
 		Docker: c.Docker, Compose: compose, RunID: c.RunID, Images: refs,
 		StartupTimeout: c.StartupTimeout, Override: c.Override, Progress: c.Out,
+		Started: func(s *dockerstack.Stack, svc string) { env.WarmUp(s, svc, list) },
 	})
 	res.Stack = stack
 	defer func() {
