@@ -62,7 +62,7 @@ var sizeBudgets = Check{
 				return failf("the %s image was not measured (a bug in ci/checks)", svc)
 			}
 			actual = append(actual, budget.Actual{Image: svc, Compressed: l.ix.Compressed, Uncompressed: l.ix.Uncompressed})
-			sources = append(sources, svc+" measured from the engine")
+			sources = append(sources, svc+" measured ("+l.source+")")
 		}
 		vs := b.Evaluate(profile, actual)
 		table := budget.Table(vs)

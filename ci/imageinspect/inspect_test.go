@@ -334,3 +334,47 @@ func tarDir(t *testing.T, src, out string) {
 	}))
 	require.NoError(t, tw.Close())
 }
+
+// VerifyDiffIDs ties what was read to the config: an archive whose layer is
+// not the one its config names (a swapped blob, or a file that is not the
+// image the engine holds) fails, naming the layer; a true one reads as before.
+func TestVerifyDiffIDs(t *testing.T) {
+	img, raw := testImage(t)
+	dir := t.TempDir()
+	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
+	require.NoError(t, err)
+	require.NoError(t, lp.AppendImage(img))
+	good := filepath.Join(dir, "good.oci.tar")
+	tarDir(t, filepath.Join(dir, "layout"), good)
+	for _, opt := range []Options{{VerifyDiffIDs: true}, {VerifyDiffIDs: true, Files: true, Scan: keepEntries, Sizes: SizesFromBlobs}} {
+		got, err := ReadFile(good, opt)
+		require.NoError(t, err)
+		assert.Len(t, got.Layers, len(raw))
+		// A known size does not spare a layer the reading that verifies it.
+		first := got.Layers[0]
+		opt.Uncompressed = map[string]int64{first.DiffID: 7}
+		again, err := ReadFile(good, opt)
+		require.NoError(t, err)
+		assert.Equal(t, first.Uncompressed, again.Layers[0].Uncompressed)
+	}
+
+	// The second layer's diff ID in the config replaced by the third's.
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[1] = cf.RootFS.DiffIDs[2]
+	bad, err := mutate.ConfigFile(img, cf)
+	require.NoError(t, err)
+	lb, err := layout.Write(filepath.Join(dir, "bad"), empty.Index)
+	require.NoError(t, err)
+	require.NoError(t, lb.AppendImage(bad))
+	badTar := filepath.Join(dir, "bad.oci.tar")
+	tarDir(t, filepath.Join(dir, "bad"), badTar)
+	_, err = ReadFile(badTar, Options{VerifyDiffIDs: true, Files: true, Scan: keepEntries})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "layer 1")
+	assert.Contains(t, err.Error(), "not the diff ID "+cf.RootFS.DiffIDs[1].String())
+	// Unverified, the same file reads without complaint: the option is what catches it.
+	_, err = ReadFile(badTar, Options{Files: true, Scan: keepEntries})
+	require.NoError(t, err)
+}

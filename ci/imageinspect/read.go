@@ -3,8 +3,11 @@ package imageinspect
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"path"
 
@@ -45,7 +48,9 @@ type Layer struct {
 // Image is what Read found.
 type Image struct {
 	Config v1.ConfigFile `json:"-"`
-	Layers []Layer       `json:"layers"`
+	// ConfigDigest is the digest of the config (an engine's image ID).
+	ConfigDigest string  `json:"config_digest"`
+	Layers       []Layer `json:"layers"`
 	// Totals over Layers.
 	Compressed   int64 `json:"compressed"`
 	Uncompressed int64 `json:"uncompressed"`
@@ -88,6 +93,11 @@ type Options struct {
 	// reading of the same layers): without Files or Scan, such a layer is
 	// not read at all.
 	Uncompressed map[string]int64
+	// VerifyDiffIDs hashes each layer's uncompressed stream as it is read and
+	// fails when it is not the diff ID the config names: what was read is then
+	// provably the image whose config digest the engine reports (a file read in
+	// place of the engine's copy).
+	VerifyDiffIDs bool
 }
 
 // ReadFile opens the tarball at p (see OpenFile) and reads it.
@@ -116,7 +126,11 @@ func Read(img v1.Image, opt Options) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing layers: %w", err)
 	}
-	out := &Image{Config: *cfg, Layers: make([]Layer, len(layers))}
+	cn, err := img.ConfigName()
+	if err != nil {
+		return nil, fmt.Errorf("reading the config digest: %w", err)
+	}
+	out := &Image{Config: *cfg, ConfigDigest: cn.String(), Layers: make([]Layer, len(layers))}
 	// History entries without a layer do not count.
 	var createdBy []string
 	for _, h := range cfg.History {
@@ -124,10 +138,16 @@ func Read(img v1.Image, opt Options) (*Image, error) {
 			createdBy = append(createdBy, h.CreatedBy)
 		}
 	}
+	if opt.VerifyDiffIDs && len(cfg.RootFS.DiffIDs) != len(layers) {
+		return nil, fmt.Errorf("the config names %d diff IDs for %d layers", len(cfg.RootFS.DiffIDs), len(layers))
+	}
 	taps := make([]*tap, len(layers))
 	wrapped := make([]v1.Layer, len(layers))
 	for i, l := range layers {
 		taps[i] = &tap{Layer: l, index: i, opt: opt}
+		if opt.VerifyDiffIDs {
+			taps[i].want = cfg.RootFS.DiffIDs[i]
+		}
 		wrapped[i] = taps[i]
 	}
 	if opt.Files {
@@ -140,7 +160,7 @@ func Read(img v1.Image, opt Options) (*Image, error) {
 		}
 	} else {
 		for i, t := range taps {
-			if opt.Scan == nil && i < len(cfg.RootFS.DiffIDs) {
+			if opt.Scan == nil && !opt.VerifyDiffIDs && i < len(cfg.RootFS.DiffIDs) {
 				if n, ok := opt.Uncompressed[cfg.RootFS.DiffIDs[i].String()]; ok {
 					t.done, t.result.Uncompressed = true, n
 					continue
@@ -199,6 +219,7 @@ type tap struct {
 	v1.Layer
 	index  int
 	opt    Options
+	want   v1.Hash // the diff ID to verify (Options.VerifyDiffIDs)
 	done   bool
 	err    error
 	result Layer
@@ -219,6 +240,11 @@ func (t *tap) Uncompressed() (io.ReadCloser, error) {
 	}
 	n := &counter{}
 	sinks = append(sinks, n)
+	var sum hash.Hash
+	if t.opt.VerifyDiffIDs {
+		sum = sha256.New()
+		sinks = append(sinks, sum)
+	}
 	scanned := make(chan []Entry, 1)
 	scanErr := make(chan error, 1)
 	go func() {
@@ -243,7 +269,13 @@ func (t *tap) Uncompressed() (io.ReadCloser, error) {
 				t.result.Compressed = cw.n
 			}
 			t.result.Entries = es
-			t.err = errors.Join(derr, cerr, serr)
+			var verr error
+			if sum != nil && derr == nil && cerr == nil {
+				if got := "sha256:" + hex.EncodeToString(sum.Sum(nil)); got != t.want.String() {
+					verr = fmt.Errorf("its content is %s, not the diff ID %s the config names: the file does not hold the image it claims to", got, t.want)
+				}
+			}
+			t.err = errors.Join(derr, cerr, serr, verr)
 			return t.err
 		},
 	}, nil
