@@ -192,15 +192,21 @@ func TestDockerArchive(t *testing.T) {
 	assert.Equal(t, first.Uncompressed, scanned.Layers[0].Uncompressed)
 }
 
-func TestOCIArchive(t *testing.T) {
-	img, raw := testImage(t)
+// ociTar writes img as an OCI layout in a tar (BuildKit's oci exporter's shape).
+func ociTar(t *testing.T, img v1.Image) string {
+	t.Helper()
 	dir := t.TempDir()
 	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
 	require.NoError(t, err)
 	require.NoError(t, lp.AppendImage(img))
 	p := filepath.Join(dir, "img.oci.tar")
 	tarDir(t, filepath.Join(dir, "layout"), p)
-	got, err := ReadFile(p, all)
+	return p
+}
+
+func TestOCIArchive(t *testing.T) {
+	img, raw := testImage(t)
+	got, err := ReadFile(ociTar(t, img), all)
 	require.NoError(t, err)
 	check(t, got, raw)
 }
@@ -340,12 +346,7 @@ func tarDir(t *testing.T, src, out string) {
 // image the engine holds) fails, naming the layer; a true one reads as before.
 func TestVerifyDiffIDs(t *testing.T) {
 	img, raw := testImage(t)
-	dir := t.TempDir()
-	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
-	require.NoError(t, err)
-	require.NoError(t, lp.AppendImage(img))
-	good := filepath.Join(dir, "good.oci.tar")
-	tarDir(t, filepath.Join(dir, "layout"), good)
+	good := ociTar(t, img)
 	for _, opt := range []Options{{VerifyDiffIDs: true}, {VerifyDiffIDs: true, Files: true, Scan: keepEntries, Sizes: SizesFromBlobs}} {
 		got, err := ReadFile(good, opt)
 		require.NoError(t, err)
@@ -365,11 +366,7 @@ func TestVerifyDiffIDs(t *testing.T) {
 	cf.RootFS.DiffIDs[1] = cf.RootFS.DiffIDs[2]
 	bad, err := mutate.ConfigFile(img, cf)
 	require.NoError(t, err)
-	lb, err := layout.Write(filepath.Join(dir, "bad"), empty.Index)
-	require.NoError(t, err)
-	require.NoError(t, lb.AppendImage(bad))
-	badTar := filepath.Join(dir, "bad.oci.tar")
-	tarDir(t, filepath.Join(dir, "bad"), badTar)
+	badTar := ociTar(t, bad)
 	_, err = ReadFile(badTar, Options{VerifyDiffIDs: true, Files: true, Scan: keepEntries})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "layer 1")
