@@ -92,8 +92,8 @@ type imageLoad struct {
 
 // imageLoad reads the service's image, the exact image under test: the tarball test-e2e
 // loaded it from, else streamed out of the engine; the image checks share one pass per
-// image. The compressed size is
-// computed in the same pass when size.budgets will need it (no matching build.json).
+// image. The compressed size is taken in the same pass when size.budgets will need it
+// (no matching build.json).
 func (e *Env) imageLoad(svc string) *imageLoad {
 	ref := e.image(svc)
 	e.images.mu.Lock()

@@ -275,7 +275,6 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	}
 	env.Prefetch(list)
 	defer env.WaitBackground()
-	defer env.Close() // a no-op after the checks ran; not if the start was interrupted
 
 	res := &Result{Report: &report.Run{Command: "test-e2e", Runtime: "docker", Profile: string(c.Profile), RunID: c.RunID, Started: t0, Images: tested}}
 	if checks.NoContainers(list) && c.BeforeChecks == nil {
@@ -301,6 +300,10 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			fmt.Fprintf(c.Out, "cleanup: %v\n", res.DownErr)
 		}
 	}()
+	// Before Down (defers run last first): a warm-up still starting the custom frontend
+	// when the start was interrupted ends first, so Down finds its container. After the
+	// checks ran, Run has closed everything already.
+	defer env.Close()
 	if stack == nil {
 		return nil, upErr
 	}
