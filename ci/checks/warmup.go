@@ -41,21 +41,16 @@ func (e *Env) WarmUp(s *dockerstack.Stack, svc string, list []Check) {
 	w := &e.warm
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed || !browser && !custom {
+	// One warm-up per run: Up starts the frontend once.
+	if w.closed || w.cancel != nil || !browser && !custom {
 		return
 	}
 	parent := e.RunCtx
 	if parent == nil {
 		parent = context.Background()
 	}
-	ctx, cancel := context.WithCancel(parent)
-	prev := w.cancel
-	w.cancel = func() {
-		if prev != nil {
-			prev()
-		}
-		cancel()
-	}
+	var ctx context.Context
+	ctx, w.cancel = context.WithCancel(parent)
 	if custom {
 		w.wg.Add(1)
 		go func() {

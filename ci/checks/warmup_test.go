@@ -48,8 +48,14 @@ func TestWarmUpStartsChromiumOnlyForBrowserChecksAndCloseStopsIt(t *testing.T) {
 	}
 	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "Chromium (pid %d) outlived Close", pid)
 
-	// After Close, a late WarmUp (Up still running when Ctrl-C ended the run) starts nothing.
+	// After Close, a late WarmUp (Up still running when Ctrl-C ended the run) starts
+	// nothing, whether or not one ran before.
 	e.WarmUp(nil, dockerstack.Frontend, []Check{browserGenes})
 	e.warm.wg.Wait()
 	assert.Zero(t, chromiumPid(e))
+	late := &Env{RunCtx: context.Background()}
+	late.Close()
+	late.WarmUp(nil, dockerstack.Frontend, []Check{browserGenes})
+	late.warm.wg.Wait()
+	assert.Zero(t, chromiumPid(late))
 }
