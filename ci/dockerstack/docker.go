@@ -50,6 +50,9 @@ func (d *Docker) bin() string {
 
 func (d *Docker) cmd(ctx context.Context, args []string) *exec.Cmd {
 	c := exec.CommandContext(ctx, d.bin(), args...)
+	// A docker that exited or was killed while a child still holds its output (KGCI_DOCKER
+	// may be a wrapper script) must not keep Wait, and whoever waits on it, blocked.
+	c.WaitDelay = 2 * time.Second
 	c.Env = os.Environ()
 	if d.Host != "" {
 		c.Env = append(c.Env, "DOCKER_HOST="+d.Host)
