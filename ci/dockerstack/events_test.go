@@ -47,6 +47,12 @@ func eventLine(name, action string) string {
 	return fmt.Sprintf(`{"status":%q,"Type":"container","Action":%q,"Actor":{"ID":"c1","Attributes":{"name":%q,"org.kidney-genetics.kgci.run":"r1"}}}`+"\n", action, action, name)
 }
 
+// emit hands the fake its events in one step: it prints the file as soon as it exists.
+func emit(t *testing.T, events, lines string) {
+	require.NoError(t, os.WriteFile(events+".tmp", []byte(lines), 0o644))
+	require.NoError(t, os.Rename(events+".tmp", events))
+}
+
 func closedWithin(ch <-chan struct{}, d time.Duration) bool {
 	select {
 	case <-ch:
@@ -65,10 +71,7 @@ func TestWatchWakesOnlyTheContainerWhoseHealthChanged(t *testing.T) {
 	assert.True(t, pg == w.changed("kgci-r1-postgres"), "two waiters on one container share its wake-up")
 
 	// A probe's exec events and another container's health do not wake postgres' waiter.
-	require.NoError(t, os.WriteFile(events+".tmp", []byte(
-		eventLine("kgci-r1-postgres", "exec_die")+
-			eventLine("kgci-r1-backend", "health_status: healthy")), 0o644))
-	require.NoError(t, os.Rename(events+".tmp", events))
+	emit(t, events, eventLine("kgci-r1-postgres", "exec_die")+eventLine("kgci-r1-backend", "health_status: healthy"))
 	require.True(t, closedWithin(be, 5*time.Second), "backend's health_status wakes its waiter")
 	assert.False(t, closedWithin(pg, 100*time.Millisecond), "exec_die of a probe is no reason to inspect")
 
@@ -92,7 +95,7 @@ func TestWatchDieWakes(t *testing.T) {
 	w := startWatch(d, "r1")
 	defer w.close()
 	pg := w.changed("kgci-r1-postgres")
-	require.NoError(t, os.WriteFile(events, []byte(eventLine("kgci-r1-postgres", "die")), 0o644))
+	emit(t, events, eventLine("kgci-r1-postgres", "die"))
 	assert.True(t, closedWithin(pg, 5*time.Second), "an exit ends a wait at once")
 }
 
@@ -101,7 +104,7 @@ func TestWatchDieWakes(t *testing.T) {
 func TestWatchCloseReturnsWhenAWrapperKeepsThePipeOpen(t *testing.T) {
 	d, events, _ := eventsDocker(t, true)
 	w := startWatch(d, "r1")
-	require.NoError(t, os.WriteFile(events, nil, 0o644))
+	emit(t, events, "")
 	time.Sleep(200 * time.Millisecond)
 	done := make(chan struct{})
 	go func() { w.close(); close(done) }()
