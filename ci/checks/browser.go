@@ -461,7 +461,7 @@ func (e *Env) gene(ctx context.Context, symbol string) (apiGene, Outcome, bool) 
 
 // psql runs SQL in the database container as the application's user.
 func (e *Env) psql(ctx context.Context, sql string) (string, error) {
-	c, ok := e.Stack.Containers[dockerstack.Postgres]
+	c, ok := e.Stack.Container(dockerstack.Postgres)
 	if !ok {
 		return "", errors.New("no postgres container")
 	}

@@ -19,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/kidney-genetics/kidney-genetics-db/ci/dockerstack"
 )
 
@@ -61,9 +59,12 @@ func (o Outcome) with(details string) Outcome {
 
 // Result is one check's result, as reported.
 type Result struct {
-	Name     string
-	Group    string
-	Status   Status
+	Name   string
+	Group  string
+	Status Status
+	// Start is when the check began (a startup.* result: when the service could start);
+	// zero when unknown.
+	Start    time.Time
 	Duration time.Duration
 	Message  string
 	Details  string
@@ -161,12 +162,13 @@ func (e *Env) HTTP() *http.Client {
 	return e.http
 }
 
-// Docker returns the engine: the stack's, or DockerCLI before the stack exists.
+// Docker returns the engine: DockerCLI (the stack's own, in test-e2e), else the stack's.
+// DockerCLI first: the image reads start before the stack is handed to the Env.
 func (e *Env) Docker() *dockerstack.Docker {
-	if e.Stack != nil {
-		return e.Stack.D
+	if e.DockerCLI != nil {
+		return e.DockerCLI
 	}
-	return e.DockerCLI
+	return e.Stack.D
 }
 
 // image is the reference of the service's image under test.
@@ -294,31 +296,74 @@ func Run(ctx context.Context, list []Check, e *Env, done func(Result)) []Result 
 			done(r)
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(Parallelism)
+	// A check waits for its part of the stack outside the limit, so that checks of the
+	// services already up fill the slots while the others still start. Checks that read
+	// only the images and compose files take no slot: their work runs in the background
+	// (Prefetch) from the start, and they would hold slots while waiting for it.
+	slots := make(chan struct{}, Parallelism)
+	var wg sync.WaitGroup
 	for _, slow := range []bool{true, false} {
 		for i, c := range list {
 			if c.Destructive || c.Slow != slow {
 				continue
 			}
-			g.Go(func() error {
-				report(i, runOne(gctx, c, e))
-				return nil
-			})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if !e.artifactsOnly(c) {
+					e.awaitStack(ctx, c)
+					slots <- struct{}{}
+					defer func() { <-slots }()
+				}
+				report(i, runOne(ctx, c, e))
+			}()
 		}
 	}
-	_ = g.Wait()
+	wg.Wait()
 	for i, c := range list {
 		if c.Destructive {
+			e.awaitStack(ctx, c)
 			report(i, runOne(ctx, c, e))
 		}
 	}
 	return results
 }
 
+// artifactsOnly: the check reads the images or compose files and no service.
+func (e *Env) artifactsOnly(c Check) bool {
+	return e.withoutStack(c) && !c.usesServices()
+}
+
+// awaitStack returns once every service the check uses has settled (healthy, or given up
+// on: the precondition then skips the check) or ctx ended. A check that uses the stack
+// without naming services waits for all of them.
+func (e *Env) awaitStack(ctx context.Context, c Check) {
+	if e.Stack == nil || e.artifactsOnly(c) {
+		return
+	}
+	svcs := append(append([]string{}, c.Needs...), c.NeedsRunning...)
+	if c.URL != "" {
+		svcs = append(svcs, c.URL)
+	}
+	if len(svcs) == 0 {
+		svcs = dockerstack.Order
+	}
+	for _, svc := range svcs {
+		select {
+		case <-e.Stack.Settled(svc):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (c Check) usesServices() bool {
+	return len(c.Needs) > 0 || len(c.NeedsRunning) > 0 || c.URL != ""
+}
+
 func runOne(ctx context.Context, c Check, e *Env) (r Result) {
 	t0 := time.Now()
-	r = Result{Name: c.Name, Group: Group(c.Name)}
+	r = Result{Name: c.Name, Group: Group(c.Name), Start: t0}
 	defer func() {
 		if p := recover(); p != nil {
 			r.Status, r.Message, r.Details = Fail, fmt.Sprintf("check crashed: %v (a bug in ci/checks)", p), string(debug.Stack())
@@ -371,7 +416,7 @@ func (e *Env) precondition(ctx context.Context, c Check) (Outcome, bool) {
 		if e.Stack == nil {
 			continue
 		}
-		if st, ok := e.Stack.Startup[svc]; !ok || !st.Healthy {
+		if st, ok := e.Stack.StartupOf(svc); !ok || !st.Healthy {
 			return skipf("not run: %s is not up and healthy (see startup.%s)", svc, svc), true
 		}
 	}
@@ -379,7 +424,7 @@ func (e *Env) precondition(ctx context.Context, c Check) (Outcome, bool) {
 		if e.Stack == nil {
 			continue
 		}
-		name, ok := e.Stack.Containers[svc]
+		name, ok := e.Stack.Container(svc)
 		if !ok {
 			return skipf("not run: the %s container was never created (see startup.%s)", svc, svc), true
 		}
@@ -400,10 +445,10 @@ func StartupResults(s *dockerstack.Stack, upErr error) []Result {
 		st, ok := s.Startup[svc]
 		switch {
 		case ok && st.Healthy:
-			r.Status, r.Duration = Pass, st.Duration
+			r.Status, r.Start, r.Duration = Pass, st.Started, st.Duration
 			r.Message = fmt.Sprintf("healthy after %.1fs (container %s)", st.Duration.Seconds(), s.Containers[svc])
 		case ok && st.Err != nil:
-			r.Status, r.Duration = Fail, st.Duration
+			r.Status, r.Start, r.Duration = Fail, st.Started, st.Duration
 			r.Message = st.Err.Error() + startupHint(svc, st.Err.Kind)
 			r.Details = st.Err.Details()
 		case upErr != nil && !startedBefore(s, svc):

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -360,4 +361,32 @@ func TestURLChecksAgainstFakes(t *testing.T) {
 	o = healthFrontend.Run(ctx, &Env{Runtime: "docker", FrontendURL: down.URL})
 	assert.Equal(t, Fail, o.Status)
 	assert.Contains(t, o.Message, "returned 503, want 200")
+}
+
+// Checks that read only the images wait for background work (Prefetch); holding the
+// parallelism slots meanwhile would keep the stack's checks from starting. More of them
+// than there are slots must all be running at once.
+func TestRunArtifactChecksTakeNoSlot(t *testing.T) {
+	n := Parallelism + 2
+	var running int32
+	all := make(chan struct{})
+	var list []Check
+	for i := 0; i < n; i++ {
+		list = append(list, Check{Name: fmt.Sprintf("image.%d", i), Docker: true, Slow: true, usesImages: true,
+			Run: func(ctx context.Context, e *Env) Outcome {
+				if atomic.AddInt32(&running, 1) == int32(n) {
+					close(all)
+				}
+				select {
+				case <-all:
+					return passf("read")
+				case <-ctx.Done():
+					return failf("only %d of %d image checks ran at once", atomic.LoadInt32(&running), n)
+				}
+			}, Timeout: 2 * time.Second})
+	}
+	rs := Run(context.Background(), list, &Env{DockerCLI: &dockerstack.Docker{}}, nil)
+	for _, r := range rs {
+		assert.Equal(t, Pass, r.Status, "%s: %s", r.Name, r.Message)
+	}
 }

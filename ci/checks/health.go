@@ -93,6 +93,7 @@ var healthDatabaseDown = Check{
 	Timeout:     90 * time.Second,
 	Run: func(ctx context.Context, e *Env) (out Outcome) {
 		s := e.Stack
+		pg, _ := s.Container(dockerstack.Postgres)
 		u := e.BackendURL + "/api/health"
 		t0 := time.Now()
 		if err := s.StopService(ctx, dockerstack.Postgres, 5*time.Second); err != nil {
@@ -126,7 +127,7 @@ var healthDatabaseDown = Check{
 		noticed := time.Since(t0) - stopped
 
 		t1 := time.Now()
-		if _, err := s.D.Run(ctx, "start", s.Containers[dockerstack.Postgres]); err != nil {
+		if _, err := s.D.Run(ctx, "start", pg); err != nil {
 			return failf("could not start postgres again: %v", err)
 		}
 		restarted = true
@@ -169,7 +170,7 @@ func healthcheckImage(svc string) Check {
 		NeedsRunning: []string{svc},
 		Timeout:      20 * time.Second,
 		Run: func(ctx context.Context, e *Env) Outcome {
-			name := e.Stack.Containers[svc]
+			name, _ := e.Stack.Container(svc)
 			info, err := e.Docker().Inspect(ctx, name)
 			if err != nil {
 				return failf("docker inspect %s: %v", name, err)

@@ -82,7 +82,7 @@ func running(ctx context.Context, s *dockerstack.Stack) (policy.Runtime, error) 
 		rt.Networks[k] = policy.RunningNetwork{Name: n.Name, Internal: n.Internal}
 	}
 	for _, svc := range dockerstack.Order {
-		name, ok := s.Containers[svc]
+		name, ok := s.Container(svc)
 		if !ok {
 			continue
 		}

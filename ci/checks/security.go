@@ -184,7 +184,7 @@ var securityUsers = Check{
 			{dockerstack.Backend, "kidney-api", spec.BackendUID, "python"},
 			{dockerstack.Frontend, "nginx", spec.FrontendUID, "nginx"},
 		} {
-			name := e.Stack.Containers[t.svc]
+			name, _ := e.Stack.Container(t.svc)
 			res, err := e.Docker().Exec(ctx, name, "id", "-u")
 			if err != nil || res.ExitCode != 0 {
 				return failf("`docker exec %s id -u` failed: %v %s", name, err, res.Output())
@@ -238,7 +238,7 @@ var securityCapabilities = Check{
 		c := e.Stack.Compose
 		for _, svc := range dockerstack.Order {
 			want, _ := c.Service(svc)
-			name, ok := e.Stack.Containers[svc]
+			name, ok := e.Stack.Container(svc)
 			if !ok || (!want.DropsAllCaps() && !want.NoNewPrivileges()) {
 				continue
 			}
@@ -337,7 +337,7 @@ var securityDBIsolation = Check{
 	Timeout: 40 * time.Second,
 	Run: func(ctx context.Context, e *Env) Outcome {
 		s := e.Stack
-		pg := s.Containers[dockerstack.Postgres]
+		pg, _ := s.Container(dockerstack.Postgres)
 		info, err := e.Docker().Inspect(ctx, pg)
 		if err != nil {
 			return failf("%v", err)
@@ -354,7 +354,7 @@ var securityDBIsolation = Check{
 			sort.Strings(nets)
 			return failf("postgres is attached to %v; it must be on the internal network only (docker-compose.prod.yml)", nets)
 		}
-		alias := s.Aliases[dockerstack.Postgres]
+		alias := s.Alias(dockerstack.Postgres)
 		probes := []*probeResult{
 			{from: s.InternalNetwork(), target: alias},
 			{from: s.ProxyNetwork(), target: alias},

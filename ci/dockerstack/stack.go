@@ -99,6 +99,8 @@ type Stack struct {
 	opts       Options
 
 	mu sync.Mutex
+	// settled: closed when the service is healthy, or will not be (Settled).
+	settled map[string]chan struct{}
 	// created: the services whose container exists but may not have started yet (Up
 	// creates the later ones while PostgreSQL initialises, as compose does).
 	created map[string]*creation
@@ -114,6 +116,7 @@ type creation struct {
 // StartupResult is how one service's start went.
 type StartupResult struct {
 	Healthy  bool
+	Started  time.Time // when the service could start (the one before it was healthy)
 	Duration time.Duration
 	Err      *StartError
 }
@@ -180,6 +183,17 @@ func (s *Stack) labels(service string) []string {
 // only after the previous is healthy. On error the returned Stack is still valid: it holds
 // what was started (for checks and logs) and must be passed to Down.
 func Up(ctx context.Context, o Options) (*Stack, error) {
+	s, err := New(o)
+	if err != nil {
+		return s, err
+	}
+	return s, s.Start(ctx)
+}
+
+// New checks the options and describes the run's stack without starting anything, so
+// that callers can hand the Stack to work that waits for its services (Settled) while
+// Start brings them up. A non-nil Stack must be passed to Down.
+func New(o Options) (*Stack, error) {
 	if o.Docker == nil {
 		o.Docker = FromEnv()
 	}
@@ -203,11 +217,13 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 		Containers: map[string]string{}, Aliases: map[string]string{}, URLs: map[string]string{},
 		Startup: map[string]StartupResult{}, DBPassword: hex.EncodeToString(pw),
 		Images: map[string]string{}, Compose: o.Compose, opts: o,
+		settled: map[string]chan struct{}{},
 	}
 	for k, v := range o.Images {
 		s.Images[k] = v
 	}
 	for _, svc := range Order {
+		s.settled[svc] = make(chan struct{})
 		if _, err := o.Compose.Service(svc); err != nil {
 			return s, err
 		}
@@ -215,13 +231,24 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 			return s, fmt.Errorf("no image given for service %s", svc)
 		}
 	}
+	return s, nil
+}
+
+// Start brings up what New described; on error what did start stays for checks and logs.
+// Every service is settled (Settled) when Start returns, whether or not it came up.
+func (s *Stack) Start(ctx context.Context) error {
+	defer func() {
+		for _, svc := range Order {
+			s.settle(svc)
+		}
+	}()
 	s.watch = startWatch(s.D, s.RunID)
 	if err := s.createResources(ctx); err != nil {
-		return s, err
+		return err
 	}
 	// Like compose: every container is created up front, then each starts when the one
 	// before it is healthy. The later ones are created while PostgreSQL initialises, off
-	// the path that the run waits on; Up waits for them before it returns, so that Down
+	// the path that the run waits on; Start waits for them before it returns, so that Down
 	// finds everything they created.
 	s.created = map[string]*creation{}
 	s.created[Order[0]] = s.create(ctx, Order[0])
@@ -229,7 +256,7 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 	defer later.Wait()
 	for i, svc := range Order {
 		if err := s.startService(ctx, svc); err != nil {
-			return s, err
+			return err
 		}
 		if i == 0 {
 			for _, next := range Order[1:] {
@@ -244,8 +271,58 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 			}
 		}
 	}
-	return s, nil
+	return nil
 }
+
+// Settled is closed once the service is healthy or Start gave up on it; StartupOf then
+// says which. Work that needs a service waits for it here instead of for the whole
+// stack.
+func (s *Stack) Settled(svc string) <-chan struct{} {
+	if ch, ok := s.settled[svc]; ok {
+		return ch
+	}
+	closed := make(chan struct{})
+	close(closed)
+	return closed
+}
+
+func (s *Stack) settle(svc string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.settled[svc]:
+	default:
+		close(s.settled[svc])
+	}
+}
+
+// Container is the service's container, once Start has started it. Like URL and
+// StartupOf, it may be called while Start is still bringing up other services.
+func (s *Stack) Container(svc string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.Containers[svc]
+	return c, ok
+}
+
+// URL is http://127.0.0.1:PORT of a started backend or frontend ("" before).
+func (s *Stack) URL(svc string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.URLs[svc]
+}
+
+// StartupOf is how the service's start went, once it is settled.
+func (s *Stack) StartupOf(svc string) (StartupResult, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.Startup[svc]
+	return r, ok
+}
+
+// Alias is the name every container of the run resolves the service by (its compose
+// container_name).
+func (s *Stack) Alias(svc string) string { return s.alias(svc) }
 
 // create creates a service's container now.
 func (s *Stack) create(ctx context.Context, svc string) *creation {
@@ -484,7 +561,7 @@ func (s *Stack) startService(ctx context.Context, svc string) error {
 		bound = b
 	}
 	werr := s.WaitHealthy(ctx, svc, bound)
-	res := StartupResult{Healthy: werr == nil, Duration: time.Since(t0)}
+	res := StartupResult{Healthy: werr == nil, Started: t0, Duration: time.Since(t0)}
 	if werr != nil {
 		var se *StartError
 		if !errors.As(werr, &se) {
@@ -499,6 +576,7 @@ func (s *Stack) startService(ctx context.Context, svc string) error {
 		return werr
 	}
 	s.progress("%-9s healthy in %.1fs (%s)", svc, res.Duration.Seconds(), name)
+	s.settle(svc)
 	return nil
 }
 

@@ -285,10 +285,19 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		return res, finish(ctx, c, res, env, list, nil, nil, t0)
 	}
 	fmt.Fprintf(c.Out, "run %s: starting postgres -> backend -> frontend (resources kgci-%s-*)\n", c.RunID, c.RunID)
-	stack, upErr := dockerstack.Up(ctx, dockerstack.Options{
+	stack, newErr := dockerstack.New(dockerstack.Options{
 		Docker: c.Docker, Compose: compose, RunID: c.RunID, Images: refs,
 		StartupTimeout: c.StartupTimeout, Override: c.Override, Progress: c.Out,
-		Started: func(s *dockerstack.Stack, svc string) { env.WarmUp(s, svc, list) },
+		Started: func(s *dockerstack.Stack, svc string) {
+			// Written before svc settles: the checks that read them wait for that.
+			switch svc {
+			case dockerstack.Backend:
+				env.BackendURL = s.URL(svc)
+			case dockerstack.Frontend:
+				env.FrontendURL = s.URL(svc)
+			}
+			env.WarmUp(s, svc, list)
+		},
 	})
 	res.Stack = stack
 	defer func() {
@@ -305,38 +314,61 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	// checks ran, Run has closed everything already.
 	defer env.Close()
 	if stack == nil {
-		return nil, upErr
+		return nil, newErr
 	}
-	results := checks.StartupResults(stack, upErr)
-	for _, r := range results {
-		if r.Status == checks.Fail {
-			PrintResult(c.Out, r)
-		}
-	}
-	if upErr != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("interrupted while starting the stack: %w", ctx.Err())
-	}
-
 	env.Stack = stack
-	env.BackendURL, env.FrontendURL = stack.URLs[dockerstack.Backend], stack.URLs[dockerstack.Frontend]
-	if c.BeforeChecks != nil {
+	started := make(chan error, 1)
+	if newErr != nil {
+		started <- newErr
+	} else if c.BeforeChecks != nil {
+		// The hook changes the stack before any check looks at it: all of it first.
+		upErr := stack.Start(ctx)
+		if upErr != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("interrupted while starting the stack: %w", ctx.Err())
+		}
 		if err := c.BeforeChecks(ctx, stack); err != nil {
 			return nil, fmt.Errorf("before checks: %w", err)
 		}
+		started <- upErr
+	} else {
+		// Each check starts when the services it uses are up (checks.Run waits for
+		// them), while the later services still start.
+		go func() { started <- stack.Start(ctx) }()
 	}
-	return res, finish(ctx, c, res, env, list, results, stack, t0)
+	return res, finish(ctx, c, res, env, list, stack, started, t0)
 }
 
 // finish runs the checks and writes the reports; stack is nil when no containers were
-// started (checks.NoContainers).
-func finish(ctx context.Context, c Config, res *Result, env *checks.Env, list []checks.Check, results []checks.Result, stack *dockerstack.Stack, t0 time.Time) error {
+// started (checks.NoContainers), else started delivers the stack's start's outcome.
+func finish(ctx context.Context, c Config, res *Result, env *checks.Env, list []checks.Check, stack *dockerstack.Stack, started <-chan error, t0 time.Time) error {
 	var mu sync.Mutex
-	results = append(results, checks.Run(ctx, list, env, func(r checks.Result) {
+	print := func(r checks.Result) {
 		mu.Lock()
 		defer mu.Unlock()
 		PrintResult(c.Out, r)
-	})...)
-	res.Report.Results = results
+	}
+	var startup []checks.Result
+	var upErr error
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		if stack == nil {
+			return
+		}
+		upErr = <-started
+		startup = checks.StartupResults(stack, upErr)
+		for _, r := range startup {
+			if r.Status == checks.Fail {
+				print(r)
+			}
+		}
+	}()
+	ran := checks.Run(ctx, list, env, print)
+	<-settled
+	if upErr != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted while starting the stack: %w", ctx.Err())
+	}
+	res.Report.Results = append(startup, ran...)
 	sc := env.SupplyChain()
 	for i, im := range res.Report.Images {
 		if x, ok := sc[im.Service]; ok {

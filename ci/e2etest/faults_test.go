@@ -527,6 +527,31 @@ func TestFaultServiceNeverHealthy(t *testing.T) {
 	assert.Equal(t, checks.Skip, h.Status)
 }
 
+// A check starts as soon as the services it uses are healthy, while the others still
+// start: with a frontend that never becomes healthy, the backend's and the database's
+// checks run (and pass) during its wait, and the frontend's check is skipped.
+func TestChecksStartWhenTheirServicesAreUp(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	res := e.run(t, Config{
+		Checks: []string{"health.backend_direct", "security.db_isolation", "health.frontend"},
+		Override: map[string]dockerstack.Override{dockerstack.Frontend: {
+			Cmd:            []string{"sh", "-c", "echo frontend stuck before serving; exec sleep 3600"},
+			StartupTimeout: 8 * time.Second,
+		}},
+	})
+	fe := requireRed(t, res, "startup.frontend", "never succeeded", "frontend stuck before serving")
+	gaveUp := fe.Start.Add(fe.Duration)
+	for _, name := range []string{"health.backend_direct", "security.db_isolation"} {
+		requireGreen(t, res, name)
+		r, _ := res.Check(name)
+		require.False(t, r.Start.IsZero(), name)
+		assert.True(t, r.Start.Before(gaveUp), "%s started %s after the wait for the frontend ended; it needs only postgres and the backend", name, r.Start.Sub(gaveUp))
+	}
+	h, _ := res.Check("health.frontend")
+	assert.Equal(t, checks.Skip, h.Status, h.Message)
+}
+
 // TestInterruptCleansUp sends SIGINT to a real `kgci test-e2e`, once while a service is
 // starting and once while the checks run: it must exit non-zero and remove everything of
 // its run.

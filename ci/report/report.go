@@ -99,6 +99,8 @@ func (r *Run) Passed() bool {
 //	      "name":        "health.through_nginx", // stable; group = text before the first "."
 //	      "group":       "health",
 //	      "status":      "pass" | "fail" | "skip",
+//	      "start_ms":    integer,  // optional: when it began, after the run's start; checks
+//	                               // begin as soon as the services they use are healthy
 //	      "duration_ms": integer,
 //	      "message":     string,   // what was seen; on failure, what to fix
 //	      "details":     string    // optional evidence (command output, log tail)
@@ -137,6 +139,7 @@ type jsonCheck struct {
 	Name       string `json:"name"`
 	Group      string `json:"group"`
 	Status     string `json:"status"`
+	StartMS    *int64 `json:"start_ms,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	Message    string `json:"message"`
 	Details    string `json:"details,omitempty"`
@@ -154,10 +157,15 @@ func JSON(r *Run) ([]byte, error) {
 		Images: r.Images,
 	}
 	for _, x := range r.Results {
-		d.Checks = append(d.Checks, jsonCheck{
+		c := jsonCheck{
 			Name: x.Name, Group: x.Group, Status: string(x.Status),
 			DurationMS: x.Duration.Milliseconds(), Message: x.Message, Details: x.Details, Files: x.Files,
-		})
+		}
+		if !x.Start.IsZero() && !r.Started.IsZero() {
+			ms := max(0, x.Start.Sub(r.Started).Milliseconds())
+			c.StartMS = &ms
+		}
+		d.Checks = append(d.Checks, c)
 	}
 	b, err := json.MarshalIndent(d, "", "  ")
 	return append(b, '\n'), err

@@ -25,7 +25,7 @@ func sample() *Run {
 		Command: "test-e2e", Runtime: "docker", Profile: "offline", RunID: "abcd1234", Started: t0, Duration: 12345 * time.Millisecond,
 		Results: []checks.Result{
 			{Name: "startup.backend", Group: "startup", Status: checks.Pass, Duration: 2 * time.Second, Message: "healthy after 2.0s"},
-			{Name: "health.backend_direct", Group: "health", Status: checks.Pass, Duration: 15 * time.Millisecond, Message: "200 ok"},
+			{Name: "health.backend_direct", Group: "health", Status: checks.Pass, Start: t0.Add(4321 * time.Millisecond), Duration: 15 * time.Millisecond, Message: "200 ok"},
 			{Name: "health.through_nginx", Group: "health", Status: checks.Fail, Duration: 30 * time.Millisecond, Message: nasty, Details: "nginx log tail\n" + nasty},
 			{Name: "websocket.upgrade", Group: "websocket", Status: checks.Skip, Message: "not run: frontend is not up"},
 			{Name: "gzip.assets", Group: "gzip", Status: checks.Fail, Duration: time.Second, Message: "second failure"},
@@ -160,6 +160,9 @@ func TestJSONSchema(t *testing.T) {
 	assert.Equal(t, nasty, c["message"], "JSON keeps the message byte for byte")
 	_, hasDetails := cs[0].(map[string]any)["details"]
 	assert.False(t, hasDetails, "empty details are omitted")
+	assert.Equal(t, float64(4321), cs[1].(map[string]any)["start_ms"], "when the check began, after the run's start")
+	_, hasStart := cs[0].(map[string]any)["start_ms"]
+	assert.False(t, hasStart, "an unknown start is omitted, not 0")
 
 	empty, err := JSON(&Run{Command: "check", Started: time.Unix(0, 0)})
 	require.NoError(t, err)
