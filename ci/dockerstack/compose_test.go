@@ -241,3 +241,18 @@ func keysOf[V any](m map[string]V) []string {
 	}
 	return k
 }
+
+// A stack that New refuses is never started: a check waiting for one of its services must
+// not wait until Ctrl-C.
+func TestNewRefusedSettlesEveryService(t *testing.T) {
+	s, err := New(Options{Compose: loadProd(t), Docker: &Docker{Bin: "false"}, Images: map[string]string{Postgres: "pg", Backend: "be"}})
+	require.ErrorContains(t, err, "no image given for service frontend")
+	require.NotNil(t, s)
+	for _, svc := range Order {
+		select {
+		case <-s.Settled(svc):
+		default:
+			t.Errorf("%s is not settled after New refused the stack", svc)
+		}
+	}
+}

@@ -224,14 +224,27 @@ func New(o Options) (*Stack, error) {
 	}
 	for _, svc := range Order {
 		s.settled[svc] = make(chan struct{})
-		if _, err := o.Compose.Service(svc); err != nil {
-			return s, err
+	}
+	if err := s.validate(); err != nil {
+		// Start will not run: nothing may wait for these services.
+		for _, svc := range Order {
+			s.settle(svc)
 		}
-		if s.image(svc) == "" {
-			return s, fmt.Errorf("no image given for service %s", svc)
-		}
+		return s, err
 	}
 	return s, nil
+}
+
+func (s *Stack) validate() error {
+	for _, svc := range Order {
+		if _, err := s.Compose.Service(svc); err != nil {
+			return err
+		}
+		if s.image(svc) == "" {
+			return fmt.Errorf("no image given for service %s", svc)
+		}
+	}
+	return nil
 }
 
 // Start brings up what New described; on error what did start stays for checks and logs.
@@ -251,27 +264,33 @@ func (s *Stack) Start(ctx context.Context) error {
 	// the path that the run waits on; Start waits for them before it returns, so that Down
 	// finds everything they created.
 	s.created = map[string]*creation{}
-	s.created[Order[0]] = s.create(ctx, Order[0])
-	var later sync.WaitGroup
-	defer later.Wait()
+	var creating sync.WaitGroup
+	defer creating.Wait()
+	s.createAhead(ctx, Order[0], &creating)
 	for i, svc := range Order {
 		if err := s.startService(ctx, svc); err != nil {
 			return err
 		}
 		if i == 0 {
 			for _, next := range Order[1:] {
-				c := &creation{done: make(chan struct{})}
-				s.created[next] = c
-				later.Add(1)
-				go func() {
-					defer later.Done()
-					c.err = s.createContainer(ctx, next)
-					close(c.done)
-				}()
+				s.createAhead(ctx, next, &creating)
 			}
 		}
 	}
 	return nil
+}
+
+// createAhead creates the service's container in the background; startService waits for
+// it.
+func (s *Stack) createAhead(ctx context.Context, svc string, wg *sync.WaitGroup) {
+	c := &creation{done: make(chan struct{})}
+	s.created[svc] = c
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.err = s.createContainer(ctx, svc)
+		close(c.done)
+	}()
 }
 
 // Settled is closed once the service is healthy or Start gave up on it; StartupOf then
@@ -323,14 +342,6 @@ func (s *Stack) StartupOf(svc string) (StartupResult, bool) {
 // Alias is the name every container of the run resolves the service by (its compose
 // container_name).
 func (s *Stack) Alias(svc string) string { return s.alias(svc) }
-
-// create creates a service's container now.
-func (s *Stack) create(ctx context.Context, svc string) *creation {
-	c := &creation{done: make(chan struct{})}
-	c.err = s.createContainer(ctx, svc)
-	close(c.done)
-	return c
-}
 
 func (s *Stack) image(svc string) string {
 	if ov, ok := s.opts.Override[svc]; ok && ov.Image != "" {
