@@ -95,8 +95,8 @@ background "base images" bash scripts/make-base-images.sh
 # command: go test's own vet pass, after a separate go vet, vetted every
 # package twice.
 phase "go vet + unit tests" go test -vet=all -count=1 ./...
-# The downloads are done by now (88 s on a fresh machine, against about 280 s
-# for the packages and the phase above); waiting reports their log.
+# The downloads are done by now (133 s in a run with an empty GOMODCACHE,
+# against 232 s for the phase above); waiting reports their log.
 wait_background "module downloads" ||
   echo "prefetching the modules failed (above); the go commands that need them will say why"
 # syft and grype need a newer Go than the Dagger module may declare: their module is
