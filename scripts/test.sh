@@ -27,7 +27,6 @@ export KGCI_REQUIRE_CHROMIUM=1
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-
 # Work that runs beside the phases, each with its own log, shown when it is
 # waited for. On an early failure or Ctrl-C none of it may outlive us.
 background() { # background NAME CMD...: starts CMD
