@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -176,41 +177,22 @@ func healthcheckImage(svc string) Check {
 				return failf("docker inspect %s: %v", name, err)
 			}
 			hc := info.Config.Healthcheck
-			if hc == nil || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+			p, err := e.Docker().Probe(ctx, name, hc)
+			switch {
+			case errors.Is(err, dockerstack.ErrNoHealthcheck):
 				return failf("the %s image has no HEALTHCHECK; set Config.Healthcheck in ci/spec/images.go", svc)
-			}
-			var cmd []string
-			switch hc.Test[0] {
-			case "CMD":
-				cmd = hc.Test[1:]
-			case "CMD-SHELL":
-				cmd = []string{"/bin/sh", "-c", strings.Join(hc.Test[1:], " ")}
-			default:
-				return failf("unknown HEALTHCHECK form %q", hc.Test)
-			}
-			timeout := 10 * time.Second
-			if hc.Timeout > 0 {
-				timeout = time.Duration(hc.Timeout)
-			}
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			t0 := time.Now()
-			res, err := e.Docker().Exec(cctx, name, cmd...)
-			took := time.Since(t0)
-			if err != nil {
-				if cctx.Err() != nil {
-					return failf("HEALTHCHECK %q did not finish within its own timeout (%s): the probe hangs; is the port right?", hc.Test, timeout)
-				}
+			case err != nil:
 				return failf("could not run HEALTHCHECK %q: %v", hc.Test, err)
-			}
-			if res.ExitCode != 0 {
+			case p.TimedOut:
+				return failf("HEALTHCHECK %q did not finish within its own timeout (%s): the probe hangs; is the port right?", hc.Test, p.Timeout)
+			case p.ExitCode != 0:
 				hint := "the probe's URL, path or port is wrong, or the service reports itself unhealthy"
-				if res.ExitCode == 126 || res.ExitCode == 127 || strings.Contains(res.Output(), "executable file not found") {
+				if p.ExitCode == 126 || p.ExitCode == 127 || strings.Contains(p.Output, "executable file not found") {
 					hint = "the probe's tool is not in the image: install it in the runtime stage (ci/spec/images.go) or use a tool the image has"
 				}
-				return failf("HEALTHCHECK %q exits %d inside %s: %s. Fix: %s", hc.Test, res.ExitCode, name, firstLine(res.Output()), hint).with(res.Output())
+				return failf("HEALTHCHECK %q exits %d inside %s: %s. Fix: %s", hc.Test, p.ExitCode, name, firstLine(p.Output), hint).with(p.Output)
 			}
-			return passf("HEALTHCHECK %q exits 0 inside the running container in %dms", hc.Test, took.Milliseconds())
+			return passf("HEALTHCHECK %q exits 0 inside the running container in %dms", hc.Test, p.Took.Milliseconds())
 		},
 	}
 }

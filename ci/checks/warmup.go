@@ -24,11 +24,11 @@ const customStartBound = 40 * time.Second
 // WarmUp is dockerstack.Options.Started for test-e2e: once the stack's frontend has
 // started (so the backend is healthy), it starts in the background what the selected
 // checks share: Chromium, and the frontend started with customEnv (its nginx resolves the
-// backend at start). They start while the stack's frontend waits for Docker's first
-// health probe, when the cores are mostly idle (vmstat: 47-81% idle over that second),
-// instead of inside the first check that needs them. Started at "backend healthy"
-// instead, they slowed nginx's own start past that probe (frontend healthy in 2.3-2.4 s,
-// not 1.8).
+// backend at start). They start while the stack's frontend waits for its health check,
+// when the cores are mostly idle (vmstat: 47-81% idle over that second, measured when
+// Docker ran the probe), instead of inside the first check that needs them. Started at
+// "backend healthy" instead, they slowed nginx's own start past that probe (frontend
+// healthy in 2.3-2.4 s, not 1.8).
 func (e *Env) WarmUp(s *dockerstack.Stack, svc string, list []Check) {
 	if svc != dockerstack.Frontend {
 		return

@@ -321,6 +321,9 @@ func (h *Healthtest) HealthArgs() []string {
 		cmd = strings.Join(h.Test, " ")
 	}
 	a := []string{"--health-cmd", strings.ReplaceAll(cmd, "$$", "$")}
+	if h.Interval != "" {
+		a = append(a, "--health-interval", h.Interval)
+	}
 	if h.Timeout != "" {
 		a = append(a, "--health-timeout", h.Timeout)
 	}

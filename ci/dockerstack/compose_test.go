@@ -126,7 +126,7 @@ func TestSecurityAndHealthArgs(t *testing.T) {
 		"--log-driver", "json-file", "--log-opt", "max-file=5", "--log-opt", "max-size=50m",
 	}, c.Services[Backend].SecurityArgs())
 	assert.Equal(t, []string{
-		"--health-cmd", `pg_isready -h 127.0.0.1 -U "${POSTGRES_USER}" -d "${POSTGRES_DB}"`, "--health-timeout", "5s",
+		"--health-cmd", `pg_isready -h 127.0.0.1 -U "${POSTGRES_USER}" -d "${POSTGRES_DB}"`, "--health-interval", "10s", "--health-timeout", "5s",
 		"--health-start-period", "10s", "--health-retries", "5",
 	}, c.Services[Postgres].Healthcheck.HealthArgs(), "$$ becomes $ for the container's shell")
 	h := &Healthtest{Test: cmdOrShell{"CMD", "curl", "-fsS", "http://x/it's"}}

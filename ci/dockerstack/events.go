@@ -12,9 +12,10 @@ import (
 )
 
 // watch follows the run's container events (one `docker events` for the whole run), so
-// that WaitHealthy wakes the moment Docker reports a health change or an exit. Polling
-// `docker inspect` instead cost a CLI start (about 40 ms of CPU) four times a second per
-// wait, on 2 cores that PostgreSQL's initdb needs, and noticed a change up to 250 ms late.
+// that WaitHealthy wakes the moment a container exits (or Docker's own probe changes its
+// health) instead of at its next probe. Polling `docker inspect` instead cost a CLI start
+// (about 40 ms of CPU) four times a second per wait, on 2 cores that PostgreSQL's initdb
+// needs, and noticed a change up to 250 ms late.
 //
 // It only wakes waiters: every decision is still taken on `docker inspect`, and a wait
 // that hears nothing still inspects on a timer, so a lost stream costs time, never a
@@ -36,9 +37,8 @@ type event struct {
 }
 
 // wakes: the events after which a container's health or state may have changed.
-// A probe's exec_* events are not among them: the probe's result arrives as
-// health_status when it changes the status, and a failing streak is counted on the
-// fallback timer.
+// A probe's exec_* events are not among them: WaitHealthy runs its probes itself and
+// has their results, and Docker's own arrive as health_status when they change it.
 func wakes(action string) bool {
 	return strings.HasPrefix(action, "health_status") || action == "die" || action == "start" || action == "oom"
 }

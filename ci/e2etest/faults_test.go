@@ -703,6 +703,18 @@ func TestCheckCommand(t *testing.T) {
 	}()
 	require.NoError(t, err)
 
+	// The stack ran the health checks itself while the services started: the containers
+	// keep the compose file's intervals for Docker's own probes (a 1 s interval went on
+	// probing all run long, at about 150 ms of CPU a probe).
+	for _, svc := range dockerstack.Order {
+		info, err := e.d.Inspect(ctx, stack.Containers[svc])
+		require.NoError(t, err)
+		want, err := time.ParseDuration(compose.Services[svc].Healthcheck.Interval)
+		require.NoError(t, err, svc)
+		require.NotNil(t, info.Config.Healthcheck, svc)
+		assert.Equal(t, want, time.Duration(info.Config.Healthcheck.Interval), "%s: Docker's own probe interval", svc)
+	}
+
 	check := func(args ...string) (int, string, string) {
 		results := t.TempDir()
 		cmd := exec.Command(bin, append([]string{"check", "--results", results}, args...)...)
