@@ -4,7 +4,8 @@
 //
 // It drives the docker CLI rather than the Engine API client: the CLI is what users have,
 // its error messages are the ones they know, and it negotiates the API version with old
-// engines (Debian's 20.10) by itself.
+// engines (Debian's 20.10) by itself. The one exception is the inspects on a unix socket
+// (engineapi.go), the most frequent calls, where a CLI start costs more than the answer.
 package dockerstack
 
 import (
@@ -291,8 +292,16 @@ func (d *Docker) Inspect(ctx context.Context, container string) (*ContainerInfo,
 	return inspect[ContainerInfo](ctx, d, "container", container)
 }
 
-// inspect runs `docker <kind> inspect name` and decodes the one object it prints.
+// inspect runs `docker <kind> inspect name` and decodes the one object it prints; on a
+// unix socket it asks the engine's API instead (engineapi.go).
 func inspect[T any](ctx context.Context, d *Docker, kind, name string) (*T, error) {
+	var v T
+	if ok, err := d.apiInspect(ctx, kind, name, &v); ok {
+		if err != nil {
+			return nil, err
+		}
+		return &v, nil
+	}
 	out, err := d.Run(ctx, kind, "inspect", name)
 	if err != nil {
 		return nil, err
