@@ -17,9 +17,9 @@ import (
 // (about 40 ms of CPU) four times a second per wait, on 2 cores that PostgreSQL's initdb
 // needs, and noticed a change up to 250 ms late.
 //
-// It only wakes waiters: every decision is still taken on `docker inspect`, and a wait
-// that hears nothing still inspects on a timer, so a lost stream costs time, never a
-// result.
+// It only wakes waiters: every decision is still taken on `docker inspect` or a probe's
+// own result, and a wait that hears nothing inspects again after each failed probe (or on
+// every round without a stream), so a lost stream costs time, never a result.
 type watch struct {
 	mu    sync.Mutex
 	alive bool

@@ -69,8 +69,8 @@ type Options struct {
 	// StartupTimeout bounds the wait for each service to become healthy.
 	StartupTimeout time.Duration
 	// ProbeEvery is how often WaitHealthy runs a starting service's health check itself
-	// (default 1 s); a service with a published port is also probed the moment it first
-	// answers HTTP there. The containers keep their production intervals (the images' and
+	// (default 1 s); a service is also probed the moment it first answers on its port (HTTP
+	// on the published one; PostgreSQL's on the run's network). The containers keep their production intervals (the images' and
 	// the compose file's) for Docker's own probes.
 	ProbeEvery time.Duration
 	Override   map[string]Override
@@ -620,9 +620,8 @@ func (s *Stack) HostPort(ctx context.Context, container string, port int) (strin
 // kgci runs the check itself, while it waits, instead of giving the containers a 1 s
 // interval: Debian's Docker 20.10 has no --health-start-interval, so Docker went on
 // probing every second for the whole run, and each probe costs about 150 ms of CPU (the
-// engine, runc, the probe's own process): 14% of a test-e2e run's CPU, and more of the
-// fault tests', whose stacks live longer. Docker's own probes keep the production
-// intervals; a "healthy" from one of them also ends the wait.
+// engine, runc, the probe's own process): 14% of a test-e2e run's CPU. Docker's own
+// probes keep the production intervals; a "healthy" from one of them also ends the wait.
 func (s *Stack) WaitHealthy(ctx context.Context, svc string, bound time.Duration) error {
 	name := s.Containers[svc]
 	deadline := time.Now().Add(bound)
