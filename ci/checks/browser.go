@@ -55,6 +55,15 @@ func ChromiumPath() (string, error) {
 	return "", errors.New("no Chromium found (looked for chromium, chromium-browser, google-chrome on PATH): the browser.* checks open the frontend in headless Chromium. Install it (Debian: apt-get install -y chromium; Alpine: apk add chromium) or set " + ChromiumEnv)
 }
 
+// disabledFeatures is Chromium's --disable-features. The first two are chromedp's
+// defaults, which the flag would otherwise drop. The omnibox popups are WebUI pages
+// (chrome://omnibox-popup.top-chrome/, and its AI-mode variant) that Chromium 156 keeps
+// in a hidden window even when headless and re-renders after every navigation of any
+// tab. That cost about 1.9 CPU-s per page load on a 2-core machine, more than our page
+// itself, and none of it is the app's. Chromium ignores feature names it does not know,
+// so an older or newer browser (the Dagger checker's Alpine one) starts all the same.
+var disabledFeatures = []string{"Translate", "BlinkGenPropertyTrees", "WebUIOmniboxPopup", "WebUIOmniboxAimPopup"}
+
 // browser is one Chromium per run, started by the first browser check; every check gets
 // its own tab. Run closes it when the checks are done.
 type browser struct {
@@ -105,6 +114,7 @@ func (b *browser) start() error {
 		chromedp.WindowSize(1280, 900),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-features", strings.Join(disabledFeatures, ",")),
 		// Like the checks' HTTP client, the browser reaches only what the run published on
 		// loopback: every other name and address fails to resolve (IP literals too).
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"),

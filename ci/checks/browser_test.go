@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -160,4 +163,42 @@ func zombie(pid int) bool {
 	}
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return len(f) > 0 && f[0] == "Z"
+}
+
+// TestBrowserKeepsNoOmniboxWebUI: the omnibox popups Chromium renders in a hidden window
+// cost more CPU per page load than the checks' pages (disabledFeatures). A Chromium that
+// renames the features brings them back silently; this says so instead.
+func TestBrowserKeepsNoOmniboxWebUI(t *testing.T) {
+	requireChromium(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte(`<!doctype html><title>t</title><p>hello`))
+	}))
+	defer srv.Close()
+	e := &Env{}
+	defer e.browser.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, done, err := e.newPage(ctx)
+	require.NoError(t, err)
+	defer done()
+	_, err = p.open(srv.URL + "/")
+	require.NoError(t, err)
+
+	// Every target of the browser, the hidden browser UI included (the default filter
+	// leaves out only "browser" and "tab").
+	b := chromedp.FromContext(e.browser.ctx).Browser
+	r, err := cdp.Call(ctx, b, target.GetTargets, target.GetTargetsParams{Filter: target.Filter{{}}})
+	require.NoError(t, err)
+	var pages, webui []string
+	for _, ti := range r.TargetInfos {
+		if strings.HasPrefix(ti.URL, "chrome://") {
+			webui = append(webui, ti.Type+" "+ti.URL)
+		}
+		if ti.Type == "page" {
+			pages = append(pages, ti.URL)
+		}
+	}
+	assert.Contains(t, pages, srv.URL+"/", "the listing sees the checks' own tabs")
+	assert.Empty(t, webui, "Chromium renders WebUI beside the pages: find the feature that loads it and add it to disabledFeatures")
 }
