@@ -44,7 +44,10 @@ func TestEngineAPIInspectsAreTheCLIs(t *testing.T) {
 	}
 
 	name := "kgci-apitest-" + dockerstack.NewRunID()
+	// nginx exits at once (code 1) when its upstream's name does not resolve, and the two
+	// inspects of the "running" state then raced its exit: --add-host keeps it running.
 	_, err := e.d.Run(ctx, "create", "--name", name, "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+		"--add-host", "kidney_genetics_backend:127.0.0.1",
 		"--health-interval", "30s", ImageRefs(e.profile, e.tag)[dockerstack.Frontend])
 	require.NoError(t, err)
 	defer e.d.Run(context.Background(), "rm", "-f", name)
