@@ -13,7 +13,7 @@ cores_busy() {
   local b0 t0 b1 t1
   read -r b0 t0 <<<"$1"
   read -r b1 t1 <<<"$2"
-  if [ -n "$t1" ] && [ "$t1" -gt "$t0" ]; then
+  if [ -n "$t0" ] && [ -n "$t1" ] && [ "$t1" -gt "$t0" ]; then
     echo "$(( (b1 - b0) * 100 / (t1 - t0) ))% busy"
   else
     echo "busy: n/a"
