@@ -254,8 +254,13 @@ func (p *page) wait(pred string, within time.Duration, stopOnProblem bool) error
 		if err == nil && ok {
 			return nil
 		}
-		if problems, _, _ := p.seen(); stopOnProblem && len(problems) > 0 {
+		problems, _, _ := p.seen()
+		if stopOnProblem && len(problems) > 0 {
 			return fmt.Errorf("(stopped after %s, when the page logged an error: %s)", time.Since(t0).Round(100*time.Millisecond), problems[0])
+		}
+		// The page lost some of its loads; browserCheck gives the check a new tab.
+		if i := abortedLoad(problems); i >= 0 {
+			return fmt.Errorf("(stopped after %s, when Chromium aborted a load: %s)", time.Since(t0).Round(100*time.Millisecond), problems[i])
 		}
 		select {
 		case <-ctx.Done():
@@ -307,44 +312,96 @@ func (p *page) screenshot(e *Env, name string) string {
 }
 
 // browserCheck makes c run body in a fresh tab and attach the screenshot (named after the
-// check) and, on failure, what the page showed and logged.
+// check) and, on failure, what the page showed and logged. An attempt whose loads
+// Chromium aborted because the host's network changed is run again in a new tab (see
+// networkChanged).
 func browserCheck(c Check, body func(ctx context.Context, e *Env, p *page) Outcome) Check {
 	name := c.Name
 	c.usesBrowser = true
 	c.Run = func(ctx context.Context, e *Env) Outcome {
-		p, done, err := e.newPage(ctx)
-		if err != nil {
-			return failf("%v", err)
+		var aborted []string
+		for attempt := 1; ; attempt++ {
+			o, changed := runInTab(ctx, e, name, body)
+			if !changed || attempt == browserAttempts || ctx.Err() != nil {
+				return noteAborted(o, aborted)
+			}
+			aborted = append(aborted, o.Message)
 		}
-		defer done()
-		o := body(ctx, e, p)
-		// A body that took its picture at the moment that matters keeps it.
-		if len(o.Files) == 0 {
-			if shot := p.screenshot(e, name); shot != "" {
-				o.Files = append(o.Files, shot)
-			}
-		}
-		if o.Status != Pass {
-			problems, requests, sockets := p.seen()
-			var ev []string
-			if o.Details != "" {
-				ev = append(ev, o.Details)
-			}
-			ev = append(ev, "page text: "+p.text())
-			if len(problems) > 0 {
-				ev = append(ev, "console:\n  "+strings.Join(problems, "\n  "))
-			}
-			if len(requests) > 0 {
-				ev = append(ev, "requests:\n  "+strings.Join(requests, "\n  "))
-			}
-			if len(sockets) > 0 {
-				ev = append(ev, "websockets:\n  "+strings.Join(sockets, "\n  "))
-			}
-			o.Details = strings.Join(ev, "\n")
-		}
-		return o
 	}
 	return c
+}
+
+// browserAttempts bounds the new tabs a check gets for ERR_NETWORK_CHANGED: a network
+// that keeps changing for that long is worth a red check that says so.
+const browserAttempts = 3
+
+// networkChanged is how Chromium reports a load it cancelled because the host's network
+// interfaces changed. On Linux it watches every interface and address over netlink and
+// aborts requests in flight, loopback ones too, when any of them changes: Docker making
+// a bridge or a veth for another run (the fault tests start stacks in parallel) is
+// enough. A person's browser would simply load the page again; the app is not at fault.
+const networkChanged = "net::ERR_NETWORK_CHANGED"
+
+// abortedLoad is the index of the first problem that is a load aborted for a network
+// change, or -1.
+func abortedLoad(problems []string) int {
+	return slices.IndexFunc(problems, func(s string) bool { return strings.Contains(s, networkChanged) })
+}
+
+// runInTab runs one attempt of a browser check and says whether Chromium aborted a load
+// for a network change during it.
+func runInTab(ctx context.Context, e *Env, name string, body func(ctx context.Context, e *Env, p *page) Outcome) (Outcome, bool) {
+	p, done, err := e.newPage(ctx)
+	if err != nil {
+		return failf("%v", err), false
+	}
+	defer done()
+	o := body(ctx, e, p)
+	// A body that took its picture at the moment that matters keeps it.
+	if len(o.Files) == 0 {
+		if shot := p.screenshot(e, name); shot != "" {
+			o.Files = append(o.Files, shot)
+		}
+	}
+	problems, requests, sockets := p.seen()
+	changed := o.Status != Pass && (strings.Contains(o.Message, networkChanged) || abortedLoad(problems) >= 0)
+	if o.Status != Pass {
+		var ev []string
+		if o.Details != "" {
+			ev = append(ev, o.Details)
+		}
+		ev = append(ev, "page text: "+p.text())
+		if len(problems) > 0 {
+			ev = append(ev, "console:\n  "+strings.Join(problems, "\n  "))
+		}
+		if len(requests) > 0 {
+			ev = append(ev, "requests:\n  "+strings.Join(requests, "\n  "))
+		}
+		if len(sockets) > 0 {
+			ev = append(ev, "websockets:\n  "+strings.Join(sockets, "\n  "))
+		}
+		o.Details = strings.Join(ev, "\n")
+	}
+	return o, changed
+}
+
+// noteAborted says in the verdict that earlier tabs were given up, and why, so that a
+// check that passed on its second tab does not look like one that passed at once.
+func noteAborted(o Outcome, aborted []string) Outcome {
+	if len(aborted) == 0 {
+		return o
+	}
+	o.Message += fmt.Sprintf(" (attempt %d: in the %d before it Chromium aborted loads with %s, because the host's network interfaces changed, e.g. Docker made a network for another run; a person would reload)",
+		len(aborted)+1, len(aborted), networkChanged)
+	var ev []string
+	for i, m := range aborted {
+		ev = append(ev, fmt.Sprintf("attempt %d: %s", i+1, m))
+	}
+	if o.Details != "" {
+		ev = append(ev, o.Details)
+	}
+	o.Details = strings.Join(ev, "\n")
+	return o
 }
 
 // noProblems fails when the page logged errors a person would see in the console.

@@ -3,12 +3,17 @@ package checks
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -80,7 +85,9 @@ func TestPageRecordsWhatAPersonWouldSee(t *testing.T) {
 	e := &Env{ResultsDir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	bodies := 0
 	o := browserCheck(Check{Name: "browser.test"}, func(ctx context.Context, e *Env, p *page) Outcome {
+		bodies++
 		status, err := p.open(srv.URL + "/")
 		require.NoError(t, err)
 		assert.EqualValues(t, 200, status)
@@ -108,6 +115,7 @@ func TestPageRecordsWhatAPersonWouldSee(t *testing.T) {
 	}).Run(ctx, e)
 
 	assert.Equal(t, Fail, o.Status)
+	assert.Equal(t, 1, bodies, "only a load aborted for a network change earns a new tab")
 	assert.Contains(t, o.Message, "the page logged")
 	assert.Contains(t, o.Details, "page text: loaded", "a failure shows what the page showed")
 	assert.Contains(t, o.Details, "/data")
@@ -201,4 +209,116 @@ func TestBrowserKeepsNoOmniboxWebUI(t *testing.T) {
 	}
 	assert.Contains(t, pages, srv.URL+"/", "the listing sees the checks' own tabs")
 	assert.Empty(t, webui, "Chromium renders WebUI beside the pages: find the feature that loads it and add it to disabledFeatures")
+}
+
+// changeNetwork makes the change Docker makes when it creates a network: a new bridge
+// with an address. It needs CAP_NET_ADMIN (CI runs as root); undo removes the bridge.
+func changeNetwork() (undo func(), err error) {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	link := "kgcinc" + hex.EncodeToString(b)
+	addr := fmt.Sprintf("10.254.%d.%d/32", b[0], b[1]|1)
+	undo = func() { _ = exec.Command("ip", "link", "del", link).Run() }
+	for _, args := range [][]string{
+		{"link", "add", link, "type", "bridge"},
+		{"addr", "add", addr, "dev", link},
+		{"link", "set", link, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			undo()
+			return func() {}, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+	}
+	return undo, nil
+}
+
+// TestBrowserCheckGetsANewTabWhenTheNetworkChanges: Chromium cancels loads in flight,
+// loopback ones too, when any interface of the host changes, and the fault tests make
+// Docker networks while other runs load pages. The check must not go red for that, and
+// must say that it retried.
+func TestBrowserCheckGetsANewTabWhenTheNetworkChanges(t *testing.T) {
+	requireChromium(t)
+	undo, err := changeNetwork()
+	undo()
+	if err != nil {
+		msg := fmt.Sprintf("%v (this test changes the host's interfaces: run it as root)", err)
+		if os.Getenv("KGCI_REQUIRE_CHROMIUM") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	// Seven loads at once: Chromium opens six connections to one host and queues the
+	// seventh, and a network change fails what is queued or connecting (the loads of a
+	// page on a busy machine, in the fault tests).
+	const loads = 7
+	held := make(chan struct{}, loads)
+	changed := make(chan error, 1)
+	var mu sync.Mutex
+	networkDone := false
+	go func() {
+		for range loads - 1 {
+			<-held
+		}
+		undo, err := changeNetwork()
+		t.Cleanup(undo)
+		mu.Lock()
+		networkDone = true
+		mu.Unlock()
+		changed <- err
+	}()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/":
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = fmt.Fprintf(w, `<!doctype html><title>t</title><script>
+window.loaded = 0;
+for (let i = 0; i < %d; i++) fetch("/load/" + i).then(r => r.text()).then(() => window.loaded++);
+</script>`, loads)
+		case strings.HasPrefix(r.URL.Path, "/load/"):
+			mu.Lock()
+			first := !networkDone
+			mu.Unlock()
+			if first {
+				// The first tab's loads stay in flight until the tab is closed.
+				held <- struct{}{}
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(30 * time.Second):
+				}
+			}
+			_, _ = w.Write([]byte("ok"))
+		case r.URL.Path == "/favicon.ico":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+
+	e := &Env{}
+	defer e.browser.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	bodies := 0
+	o := browserCheck(Check{Name: "browser.test"}, func(ctx context.Context, e *Env, p *page) Outcome {
+		bodies++
+		if _, err := p.open(srv.URL + "/"); err != nil {
+			return failf("%v", err)
+		}
+		if err := p.waitFor(fmt.Sprintf(`window.loaded === %d`, loads), 30*time.Second); err != nil {
+			return failf("the script did not run %s", err)
+		}
+		if o, ok := p.noProblems(); !ok {
+			return o
+		}
+		return passf("loaded")
+	}).Run(ctx, e)
+
+	require.NoError(t, <-changed)
+	assert.Equal(t, Pass, o.Status, "%s\n%s", o.Message, o.Details)
+	assert.Equal(t, 2, bodies, "one new tab after the aborted one")
+	assert.Contains(t, o.Message, "attempt 2")
+	assert.Contains(t, o.Message, networkChanged)
+	assert.Contains(t, o.Details, "attempt 1: ")
 }
