@@ -252,7 +252,11 @@ func TestBrowserCheckGetsANewTabWhenTheNetworkChanges(t *testing.T) {
 	// page on a busy machine, in the fault tests).
 	const loads = 7
 	held := make(chan struct{}, loads)
-	changed := make(chan error, 1)
+	type change struct {
+		undo func()
+		err  error
+	}
+	changed := make(chan change, 1)
 	var mu sync.Mutex
 	networkDone := false
 	go func() {
@@ -260,11 +264,10 @@ func TestBrowserCheckGetsANewTabWhenTheNetworkChanges(t *testing.T) {
 			<-held
 		}
 		undo, err := changeNetwork()
-		t.Cleanup(undo)
 		mu.Lock()
 		networkDone = true
 		mu.Unlock()
-		changed <- err
+		changed <- change{undo, err}
 	}()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -315,7 +318,13 @@ for (let i = 0; i < %d; i++) fetch("/load/" + i).then(r => r.text()).then(() => 
 		return passf("loaded")
 	}).Run(ctx, e)
 
-	require.NoError(t, <-changed)
+	select {
+	case c := <-changed:
+		t.Cleanup(c.undo)
+		require.NoError(t, c.err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the page's first %d loads never reached the server together, so the network was not changed: %s", loads-1, o.Message)
+	}
 	assert.Equal(t, Pass, o.Status, "%s\n%s", o.Message, o.Details)
 	assert.Equal(t, 2, bodies, "one new tab after the aborted one")
 	assert.Contains(t, o.Message, "attempt 2")
