@@ -87,8 +87,12 @@ type Check struct {
 	// time, after all others have finished.
 	Destructive bool
 	// Slow checks are started first, so that they overlap with the quick ones.
-	Slow    bool
-	Timeout time.Duration
+	Slow bool
+	// StartsContainers: the check runs containers of its own. Besides its services it
+	// waits until every service of the stack has been started (dockerstack's Launched),
+	// so that its containers do not slow the stack's own starts.
+	StartsContainers bool
+	Timeout          time.Duration
 	// usesImages: the check reads the image files (shared, prefetchable).
 	usesImages bool
 	// usesSBOMs: the check reads the images' SBOMs (made once, prefetchable).
@@ -353,6 +357,15 @@ func (e *Env) awaitStack(ctx context.Context, c Check) {
 		case <-e.Stack.Settled(svc):
 		case <-ctx.Done():
 			return
+		}
+	}
+	if c.StartsContainers {
+		for _, svc := range dockerstack.Order {
+			select {
+			case <-e.Stack.Launched(svc):
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }

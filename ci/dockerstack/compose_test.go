@@ -254,5 +254,10 @@ func TestNewRefusedSettlesEveryService(t *testing.T) {
 		default:
 			t.Errorf("%s is not settled after New refused the stack", svc)
 		}
+		select {
+		case <-s.Launched(svc):
+		default:
+			t.Errorf("%s is not launched (or given up) after New refused the stack", svc)
+		}
 	}
 }

@@ -107,6 +107,8 @@ type Stack struct {
 	mu sync.Mutex
 	// settled: closed when the service is healthy, or will not be (Settled).
 	settled map[string]chan struct{}
+	// launched: closed when the service's container has started, or will not (Launched).
+	launched map[string]chan struct{}
 	// created: the services whose container exists but may not have started yet (Up
 	// creates the later ones while PostgreSQL initialises, as compose does).
 	created map[string]*creation
@@ -223,13 +225,14 @@ func New(o Options) (*Stack, error) {
 		Containers: map[string]string{}, Aliases: map[string]string{}, URLs: map[string]string{},
 		Startup: map[string]StartupResult{}, DBPassword: hex.EncodeToString(pw),
 		Images: map[string]string{}, Compose: o.Compose, opts: o,
-		settled: map[string]chan struct{}{},
+		settled: map[string]chan struct{}{}, launched: map[string]chan struct{}{},
 	}
 	for k, v := range o.Images {
 		s.Images[k] = v
 	}
 	for _, svc := range Order {
 		s.settled[svc] = make(chan struct{})
+		s.launched[svc] = make(chan struct{})
 	}
 	if err := s.validate(); err != nil {
 		// Start will not run: nothing may wait for these services.
@@ -266,15 +269,17 @@ func (s *Stack) Start(ctx context.Context) error {
 		return err
 	}
 	// Like compose: every container is created up front, then each starts when the one
-	// before it is healthy. The later ones are created while PostgreSQL initialises, off
-	// the path that the run waits on; Start waits for them before it returns, so that Down
-	// finds everything they created.
+	// before it is healthy. The later ones are created while PostgreSQL initialises (once
+	// its container has started, not once it is healthy: created then, the backend's
+	// create and network connects, 0.2-0.4 s, were on the path that the run waits on);
+	// Start waits for them before it returns, so that Down finds everything they created.
 	s.created = map[string]*creation{}
 	var creating sync.WaitGroup
 	defer creating.Wait()
 	s.createAhead(ctx, Order[0], &creating)
 	for i, svc := range Order {
-		if err := s.startService(ctx, svc); err != nil {
+		t0 := time.Now()
+		if err := s.launch(ctx, svc); err != nil {
 			return err
 		}
 		if i == 0 {
@@ -282,11 +287,14 @@ func (s *Stack) Start(ctx context.Context) error {
 				s.createAhead(ctx, next, &creating)
 			}
 		}
+		if err := s.awaitStartup(ctx, svc, t0); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// createAhead creates the service's container in the background; startService waits for
+// createAhead creates the service's container in the background; launch waits for
 // it.
 func (s *Stack) createAhead(ctx context.Context, svc string, wg *sync.WaitGroup) {
 	c := &creation{done: make(chan struct{})}
@@ -311,13 +319,42 @@ func (s *Stack) Settled(svc string) <-chan struct{} {
 	return closed
 }
 
+// Launched is closed once the service's container has started (`docker start` returned
+// and its port is known), or Start gave up before starting it. Work that starts
+// containers of its own waits for every service here: dockerd sets up one container's
+// networks at a time, and a probe container started beside the frontend's `docker start`
+// delayed that start, the last on the path that a run waits on, by 0.8 s.
+func (s *Stack) Launched(svc string) <-chan struct{} {
+	if ch, ok := s.launched[svc]; ok {
+		return ch
+	}
+	closed := make(chan struct{})
+	close(closed)
+	return closed
+}
+
+// settle closes the service's Settled, and its Launched if it never started.
 func (s *Stack) settle(svc string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	closeOnce(s.launched[svc])
+	closeOnce(s.settled[svc])
+}
+
+func (s *Stack) markLaunched(svc string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	closeOnce(s.launched[svc])
+}
+
+func closeOnce(ch chan struct{}) {
+	if ch == nil {
+		return
+	}
 	select {
-	case <-s.settled[svc]:
+	case <-ch:
 	default:
-		close(s.settled[svc])
+		close(ch)
 	}
 }
 
@@ -539,10 +576,8 @@ func (s *Stack) createContainer(ctx context.Context, svc string) error {
 	return nil
 }
 
-func (s *Stack) startService(ctx context.Context, svc string) error {
-	// A service's time counts from the moment it may start (the one before it is
-	// healthy), whether or not its container was created earlier.
-	t0 := time.Now()
+// launch starts the service's container once it is created, and learns its URL.
+func (s *Stack) launch(ctx context.Context, svc string) error {
 	c := s.created[svc]
 	select {
 	case <-c.done:
@@ -572,6 +607,15 @@ func (s *Stack) startService(ctx context.Context, svc string) error {
 	if s.opts.Started != nil {
 		s.opts.Started(s, svc)
 	}
+	s.markLaunched(svc)
+	return nil
+}
+
+// awaitStartup waits for the launched service to be healthy and records how its start
+// went. A service's time counts from t0, the moment it could start (the one before it
+// was healthy), whether or not its container was created earlier.
+func (s *Stack) awaitStartup(ctx context.Context, svc string, t0 time.Time) error {
+	name := s.Name(svc)
 	bound := s.opts.StartupTimeout
 	if b := s.opts.Override[svc].StartupTimeout; b > 0 {
 		bound = b

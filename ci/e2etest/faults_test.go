@@ -533,6 +533,7 @@ func TestFaultServiceNeverHealthy(t *testing.T) {
 func TestChecksStartWhenTheirServicesAreUp(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
+	t0 := time.Now()
 	res := e.run(t, Config{
 		Checks: []string{"health.backend_direct", "security.db_isolation", "health.frontend"},
 		Override: map[string]dockerstack.Override{dockerstack.Frontend: {
@@ -550,6 +551,72 @@ func TestChecksStartWhenTheirServicesAreUp(t *testing.T) {
 	}
 	h, _ := res.Check("health.frontend")
 	assert.Equal(t, checks.Skip, h.Status, h.Message)
+
+	// What Docker saw: the later containers are created while PostgreSQL initialises,
+	// and the probe containers of security.db_isolation start only after the last
+	// service's container has started, so that they do not slow that start.
+	ev := runEvents(t, e, res.Report.RunID, t0)
+	pg, _ := res.Check("startup.postgres")
+	pgHealthy := pg.Start.Add(pg.Duration)
+	prefix := "kgci-" + res.Report.RunID + "-"
+	created := ev.first("create", prefix+dockerstack.Backend)
+	require.False(t, created.IsZero(), "no create event for the backend: %s", ev)
+	assert.True(t, created.Before(pgHealthy), "the backend was created %s after postgres was healthy; it should be created while postgres initialises", created.Sub(pgHealthy))
+	feStarted := ev.first("start", prefix+dockerstack.Frontend)
+	require.False(t, feStarted.IsZero(), "no start event for the frontend: %s", ev)
+	probes := 0
+	for _, x := range ev {
+		if x.action == "create" && strings.HasPrefix(x.name, prefix+"dbprobe") {
+			probes++
+			assert.False(t, x.at.Before(feStarted), "%s was created %s before the frontend's container started", x.name, feStarted.Sub(x.at))
+		}
+	}
+	assert.Equal(t, 2, probes, "security.db_isolation's probe containers: %s", ev)
+}
+
+type runEvent struct {
+	at           time.Time
+	action, name string
+}
+
+type eventList []runEvent
+
+func (l eventList) first(action, name string) time.Time {
+	for _, x := range l {
+		if x.action == action && x.name == name {
+			return x.at
+		}
+	}
+	return time.Time{}
+}
+
+func (l eventList) String() string {
+	var b strings.Builder
+	for _, x := range l {
+		fmt.Fprintf(&b, "\n  %s %s %s", x.at.Format("15:04:05.000"), x.action, x.name)
+	}
+	return b.String()
+}
+
+// runEvents is what Docker recorded for the run's containers since t0, in order.
+func runEvents(t *testing.T, e *env, runID string, since time.Time) eventList {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := e.d.Run(ctx, "events", "--since", fmt.Sprintf("%d", since.Unix()), "--until", fmt.Sprintf("%d", time.Now().Unix()+1),
+		"--filter", "type=container", "--filter", "label="+dockerstack.LabelRun+"="+runID, "--format", "{{json .}}")
+	require.NoError(t, err)
+	var l eventList
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var x struct {
+			Action   string
+			TimeNano int64 `json:"timeNano"`
+			Actor    struct{ Attributes map[string]string }
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &x), line)
+		l = append(l, runEvent{at: time.Unix(0, x.TimeNano), action: x.Action, name: x.Actor.Attributes["name"]})
+	}
+	return l
 }
 
 // TestInterruptCleansUp sends SIGINT to a real `kgci test-e2e`, once while a service is
