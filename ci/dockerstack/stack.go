@@ -310,22 +310,19 @@ func (s *Stack) createAhead(ctx context.Context, svc string, wg *sync.WaitGroup)
 // Settled is closed once the service is healthy or Start gave up on it; StartupOf then
 // says which. Work that needs a service waits for it here instead of for the whole
 // stack.
-func (s *Stack) Settled(svc string) <-chan struct{} {
-	if ch, ok := s.settled[svc]; ok {
-		return ch
-	}
-	closed := make(chan struct{})
-	close(closed)
-	return closed
-}
+func (s *Stack) Settled(svc string) <-chan struct{} { return signal(s.settled, svc) }
 
 // Launched is closed once the service's container has started (`docker start` returned
 // and its port is known), or Start gave up before starting it. Work that starts
 // containers of its own waits for every service here: dockerd sets up one container's
 // networks at a time, and a probe container started beside the frontend's `docker start`
 // delayed that start, the last on the path that a run waits on, by 0.8 s.
-func (s *Stack) Launched(svc string) <-chan struct{} {
-	if ch, ok := s.launched[svc]; ok {
+func (s *Stack) Launched(svc string) <-chan struct{} { return signal(s.launched, svc) }
+
+// signal is the service's channel, or a closed one for a service the stack does not have:
+// nothing may wait for it.
+func signal(m map[string]chan struct{}, svc string) <-chan struct{} {
+	if ch, ok := m[svc]; ok {
 		return ch
 	}
 	closed := make(chan struct{})
